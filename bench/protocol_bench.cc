@@ -1,0 +1,2 @@
+// placeholder: protocol micro-benchmarks
+#include <benchmark/benchmark.h>

@@ -1,0 +1,2 @@
+// placeholder: implemented with command_table.cc
+#include <gtest/gtest.h>

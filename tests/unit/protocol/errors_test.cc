@@ -1,0 +1,2 @@
+// placeholder: implemented with errors.cc
+#include <gtest/gtest.h>

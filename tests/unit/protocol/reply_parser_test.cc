@@ -1,0 +1,2 @@
+// placeholder: implemented with reply_parser.cc
+#include <gtest/gtest.h>

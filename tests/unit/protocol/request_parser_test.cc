@@ -1,0 +1,2 @@
+// placeholder: implemented with request_parser.cc
+#include <gtest/gtest.h>

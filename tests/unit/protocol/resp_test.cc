@@ -1,0 +1,2 @@
+// placeholder: implemented with resp.cc
+#include <gtest/gtest.h>

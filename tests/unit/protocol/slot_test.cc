@@ -1,0 +1,2 @@
+// placeholder: implemented with slot.cc
+#include <gtest/gtest.h>

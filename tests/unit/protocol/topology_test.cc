@@ -1,0 +1,2 @@
+// placeholder: implemented with topology.cc
+#include <gtest/gtest.h>
