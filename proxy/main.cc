@@ -1,16 +1,56 @@
+// slotpilot: a Redis Cluster sidecar proxy. See README.md.
 #include <cstdio>
-#include <cstring>
+#include <string>
 
+#include "proxy/config.h"
+#include "proxy/logging.h"
+#include "proxy/proxy.h"
 #include "proxy/version.h"
 
-int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--version") == 0) {
-      std::printf("slotpilot %s\n", slotpilot::proxy::Version().data());
-      return 0;
-    }
+namespace {
+
+std::string LogLevelName(slotpilot::proxy::LogLevel level) {
+  using slotpilot::proxy::LogLevel;
+  switch (level) {
+    case LogLevel::kTrace: return "trace";
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarn: return "warn";
+    case LogLevel::kError: return "error";
+    case LogLevel::kCritical: return "critical";
+    case LogLevel::kOff: return "off";
   }
-  std::printf("slotpilot %s: a Redis Cluster sidecar proxy (data path under construction)\n",
-              slotpilot::proxy::Version().data());
+  return "info";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using slotpilot::proxy::ParsedCommandLine;
+  auto parsed = slotpilot::proxy::ParseCommandLine(argc, argv);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "slotpilot: %s\n", std::string(parsed.status().message()).c_str());
+    return 2;
+  }
+  switch (parsed->action) {
+    case ParsedCommandLine::Action::kHelp:
+      std::fputs(slotpilot::proxy::HelpText().c_str(), stdout);
+      return 0;
+    case ParsedCommandLine::Action::kVersion:
+      std::printf("slotpilot %s\n", std::string(slotpilot::proxy::Version()).c_str());
+      return 0;
+    case ParsedCommandLine::Action::kPrintReference:
+      std::fputs(slotpilot::proxy::ConfigReferenceMarkdown().c_str(), stdout);
+      return 0;
+    case ParsedCommandLine::Action::kRun:
+      break;
+  }
+  slotpilot::proxy::InitLogging(LogLevelName(parsed->config.log_level));
+  slotpilot::proxy::Proxy proxy(slotpilot::proxy::ProxyOptionsFromConfig(parsed->config));
+  absl::Status status = proxy.Run();
+  if (!status.ok()) {
+    std::fprintf(stderr, "slotpilot: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
   return 0;
 }

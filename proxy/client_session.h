@@ -1,0 +1,107 @@
+// One application connection. Frames requests in place from its read buffer, hands each to the
+// Dispatcher, and writes replies strictly in request order however they complete, gathered into
+// one write per loop turn.
+//
+// Limits: at most max_pending_per_client requests in flight (then reading pauses: TCP
+// backpressure), client_max_input_bytes for one incomplete request, client_max_output_bytes of
+// replies the client has not read (then it is disconnected).
+//
+// Lifetime: created by its Worker on accept; Close() starts closing and the object deletes itself
+// in the close callback (never inside one of its own callbacks). Requests still in flight when it
+// closes live on without it (Request::session = nullptr). Loop thread only.
+#ifndef SLOTPILOT_PROXY_CLIENT_SESSION_H_
+#define SLOTPILOT_PROXY_CLIENT_SESSION_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/request_parser.h"
+#include "proxy/input_buffer.h"
+#include "proxy/request.h"
+#include "proxy/ring_buffer.h"
+
+namespace slotpilot::proxy {
+
+class Worker;
+
+class ClientSession {
+ public:
+  ClientSession(Worker* worker, uint64_t id);
+  ~ClientSession();
+  ClientSession(const ClientSession&) = delete;
+  ClientSession& operator=(const ClientSession&) = delete;
+
+  uv_tcp_t* tcp() { return &tcp_; }
+  // Starts reading after the worker accepted the connection.
+  void Start();
+
+  // Dispatcher: r joins this client's reply order (the session holds a reference until written).
+  void Enqueue(Request* r);
+  // Worker: r was answered; replies that are now in order get queued for writing.
+  void OnRequestDone(Request* r);
+  // Worker, once per loop turn: writes queued replies.
+  void Flush();
+
+  void Close(std::string_view why);
+  // QUIT and protocol errors: read nothing more, close once every reply is written.
+  void CloseAfterReplies();
+  // Shutdown: read nothing more, close when every reply is written.
+  void BeginDrain();
+  bool closing() const { return closing_; }
+
+  // Worker's periodic sweep: closes idle or slowloris connections.
+  void Sweep(uint64_t now_ms);
+
+  // Per-connection state of proxy-served commands.
+  uint64_t id() const { return id_; }
+  bool authenticated = false;
+  std::string name;  // CLIENT SETNAME
+  uint64_t created_ms = 0;
+  uint64_t last_activity_ms = 0;
+  std::string peer;  // "ip:port"
+
+  bool dirty = false;        // in the worker's dirty list
+  size_t worker_index = 0;   // position in the worker's session list
+
+ private:
+  struct WriteReq;
+
+  void ProcessInput();
+  bool DispatchOne(std::string_view data, const protocol::ParseResult& res);
+  void FailProtocol(std::string_view error);
+  void PauseReading();
+  void MaybeResumeReading();
+  void MaybeFinishClosing();
+  size_t in_flight() const { return pending_.size() + ready_.size() + writing_.size(); }
+  void OnReadable(ssize_t nread);
+  void OnWritten(WriteReq* w, int status);
+
+  static void OnAllocCb(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+  static void OnReadCb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void OnWriteCb(uv_write_t* req, int status);
+  static void OnCloseCb(uv_handle_t* handle);
+
+  Worker* worker_;
+  const uint64_t id_;
+  uv_tcp_t tcp_;
+  InputBuffer input_;
+  protocol::RequestParser parser_;
+  RingBuffer<Request*> pending_;  // in request order, not all answered yet
+  RingBuffer<Request*> ready_;    // answered, in order, not yet handed to the socket
+  RingBuffer<Request*> writing_;  // handed to uv_write, waiting for its callback
+  size_t output_bytes_ = 0;       // reply bytes in ready_ and writing_
+  uint64_t partial_since_ms_ = 0; // when the current incomplete request started (0: none)
+  bool reading_ = false;
+  bool read_paused_ = false;
+  bool closing_ = false;
+  bool close_after_replies_ = false;
+  std::vector<uv_buf_t> iov_;
+};
+
+}  // namespace slotpilot::proxy
+
+#endif  // SLOTPILOT_PROXY_CLIENT_SESSION_H_

@@ -1,0 +1,138 @@
+#include "proxy/command_policy.h"
+
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "protocol/strings.h"
+
+namespace slotpilot::proxy {
+namespace {
+
+using protocol::CommandInfo;
+
+// Answered by the proxy itself.
+const std::pair<std::string_view, LocalCommand> kLocal[] = {
+    {"ping", LocalCommand::kPing},          {"echo", LocalCommand::kEcho},
+    {"quit", LocalCommand::kQuit},          {"select", LocalCommand::kSelect},
+    {"hello", LocalCommand::kHello},        {"auth", LocalCommand::kAuth},
+    {"client|setname", LocalCommand::kClientSetName},
+    {"client|getname", LocalCommand::kClientGetName},
+    {"client|id", LocalCommand::kClientId}, {"info", LocalCommand::kInfo},
+    {"cluster|keyslot", LocalCommand::kClusterKeySlot},
+    {"reset", LocalCommand::kReset},        {"readonly", LocalCommand::kReadOnlyNoop},
+    {"readwrite", LocalCommand::kReadOnlyNoop},
+};
+
+// Keyless commands every master answers alike.
+constexpr std::string_view kAnyMaster[] = {
+    "time", "lastsave", "command", "command|count", "command|docs", "command|getkeys",
+    "command|getkeysandflags", "command|info", "command|list", "publish", "lolwut",
+    "pubsub|channels", "pubsub|numpat", "pubsub|numsub", "config|get",
+};
+
+// Never through a proxy: they would expose or reconfigure the cluster, or hijack the connection.
+constexpr std::string_view kForbidden[] = {
+    "monitor", "sync", "psync", "replconf", "debug", "shutdown", "replicaof", "slaveof",
+    "failover", "asking", "restore-asking", "migrate", "module", "swapdb", "bgsave", "save",
+    "bgrewriteaof", "pfdebug", "pfselftest", "cluster", "acl", "client|kill", "client|pause",
+    "client|unpause", "client|reply", "client|tracking", "client|no-evict", "client|caching",
+    "client|getredir", "client|trackinginfo", "client|unblock", "latency", "slowlog",
+    "config|set", "config|rewrite", "config|resetstat", "script|kill", "function|kill",
+    "function|restore", "memory|purge",
+};
+
+// Keyless or multi-node commands whose proxy support needs fan-out, merging or pinned
+// connections (transactions, blocking, pub/sub). Until then: a clear error, never a wrong answer.
+constexpr std::string_view kUnsupported[] = {
+    "multi", "exec", "discard", "watch", "unwatch", "subscribe", "unsubscribe", "psubscribe",
+    "punsubscribe", "ssubscribe", "sunsubscribe", "keys", "scan", "dbsize", "randomkey",
+    "flushall", "flushdb", "script", "function", "wait", "client", "config", "pubsub",
+};
+
+CommandClass ClassOf(const CommandInfo& c) {
+  if (c.has(protocol::kCmdWrite)) return CommandClass::kWrite;
+  if (c.has(protocol::kCmdReadonly)) return CommandClass::kRead;
+  return CommandClass::kOther;
+}
+
+CommandPolicy DefaultPolicy(const CommandInfo& c) {
+  CommandPolicy p;
+  p.command_class = ClassOf(c);
+  if (c.has(protocol::kCmdBlocking) || c.has(protocol::kCmdPubsub)) {
+    p.route = CommandRoute::kUnsupported;
+  } else if (c.key_spec_count > 0) {
+    p.route = CommandRoute::kByKey;
+  } else if (c.has(protocol::kCmdAdmin)) {
+    p.route = CommandRoute::kForbidden;
+  } else {
+    p.route = CommandRoute::kUnsupported;
+  }
+  return p;
+}
+
+class PolicyTable {
+ public:
+  explicit PolicyTable(bool allow_admin) {
+    for (const CommandInfo& c : protocol::AllCommands()) {
+      Add(c, allow_admin);
+      for (const CommandInfo& sub : c.subs()) Add(sub, allow_admin);
+    }
+  }
+  const CommandPolicy& Get(const CommandInfo* c) const {
+    auto it = policies_.find(c);
+    return it == policies_.end() ? fallback_ : it->second;
+  }
+
+ private:
+  void Add(const CommandInfo& c, bool allow_admin) {
+    CommandPolicy p = DefaultPolicy(c);
+    std::string_view name = c.full_name;
+    std::string_view parent = name.substr(0, name.find('|'));
+    auto listed = [&](auto& list, std::string_view n) {
+      for (std::string_view e : list) if (e == n) return true;
+      return false;
+    };
+    if (listed(kUnsupported, parent) || listed(kUnsupported, name)) p.route = CommandRoute::kUnsupported;
+    if (listed(kAnyMaster, name)) p.route = CommandRoute::kAnyMaster;
+    if (listed(kForbidden, parent) || listed(kForbidden, name)) p.route = CommandRoute::kForbidden;
+    for (const auto& [n, local] : kLocal) {
+      if (n == name) {
+        p.route = CommandRoute::kLocal;
+        p.local = local;
+        p.command_class = CommandClass::kLocal;
+      }
+    }
+    if (allow_admin && (name == "config|set" || name == "config|resetstat")) {
+      p.route = CommandRoute::kUnsupported;  // fan-out to every master comes with command coverage
+    }
+    p.allowed_before_auth = name == "auth" || name == "hello" || name == "quit" || name == "reset";
+    if (p.route == CommandRoute::kForbidden) {
+      p.error = StrCat("ERR slotpilot: '", DisplayName(c), "' is not allowed through the proxy");
+    } else if (p.route == CommandRoute::kUnsupported) {
+      p.error = StrCat("ERR slotpilot: '", DisplayName(c), "' is not supported by the proxy yet");
+    }
+    policies_.emplace(&c, std::move(p));
+  }
+
+  absl::flat_hash_map<const CommandInfo*, CommandPolicy> policies_;
+  CommandPolicy fallback_{CommandRoute::kUnsupported, LocalCommand::kNone, CommandClass::kOther,
+                          false, "ERR slotpilot: command not supported"};
+};
+
+}  // namespace
+
+std::string DisplayName(const CommandInfo& command) {
+  std::string name = ToUpper(command.full_name);
+  for (char& c : name) {
+    if (c == '|') c = ' ';
+  }
+  return name;
+}
+
+const CommandPolicy& PolicyFor(const CommandInfo* command, bool allow_admin_commands) {
+  static const PolicyTable* strict = new PolicyTable(false);
+  static const PolicyTable* admin = new PolicyTable(true);
+  return (allow_admin_commands ? admin : strict)->Get(command);
+}
+
+}  // namespace slotpilot::proxy

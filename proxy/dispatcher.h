@@ -1,0 +1,48 @@
+// Turns each framed client command into a Request: resolves the command (with Redis's own error
+// texts for unknown commands and wrong arity), enforces AUTH, answers proxy-served commands,
+// refuses forbidden ones, computes the slot of keyed commands (CROSSSLOT like a cluster node) and
+// hands the request to the Router. Loop thread only.
+#ifndef SLOTPILOT_PROXY_DISPATCHER_H_
+#define SLOTPILOT_PROXY_DISPATCHER_H_
+
+#include <string>
+#include <string_view>
+
+#include "absl/types/span.h"
+#include "protocol/command_table.h"
+#include "proxy/buffer.h"
+#include "proxy/command_policy.h"
+#include "proxy/request.h"
+
+namespace slotpilot::proxy {
+
+class ClientSession;
+class Worker;
+
+class Dispatcher {
+ public:
+  explicit Dispatcher(Worker* worker) : worker_(worker) {}
+
+  // `raw` holds the request's original RESP bytes (empty for inline commands, re-encoded here).
+  void Dispatch(ClientSession* session, absl::Span<const std::string_view> argv, Slice raw);
+
+ private:
+  bool ComputeSlot(const protocol::CommandInfo& cmd, absl::Span<const std::string_view> argv,
+                   Request* r);
+  void Forward(Request* r, absl::Span<const std::string_view> argv, Slice raw);
+  void RunLocal(ClientSession* session, LocalCommand command,
+                absl::Span<const std::string_view> argv, Request* r);
+  void ReplyHello(ClientSession* session, absl::Span<const std::string_view> argv, Request* r);
+  void ReplyAuth(ClientSession* session, absl::Span<const std::string_view> argv, Request* r);
+  void ReplyClientSetName(ClientSession* session, std::string_view name, Request* r);
+  void ReplyInfo(Request* r);
+  void ReplyLocal(Request* r, std::string_view bytes, bool is_error);
+
+  Worker* worker_;
+  std::string scratch_;  // reused encoding buffer
+  protocol::KeyPositions keys_;
+};
+
+}  // namespace slotpilot::proxy
+
+#endif  // SLOTPILOT_PROXY_DISPATCHER_H_

@@ -1,0 +1,137 @@
+#include "proxy/proxy.h"
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+
+#include "protocol/strings.h"
+#include "proxy/logging.h"
+#include "proxy/version.h"
+
+namespace slotpilot::proxy {
+
+namespace {
+uint64_t Ms(absl::Duration d) { return static_cast<uint64_t>(absl::ToInt64Milliseconds(d)); }
+}  // namespace
+
+ProxyOptions ProxyOptionsFromConfig(const Config& c) {
+  ProxyOptions o;
+  o.threads = c.threads;
+  o.shutdown_grace_ms = Ms(c.shutdown_grace);
+  WorkerOptions& w = o.worker;
+  w.listen_host = c.listen.host;
+  w.listen_port = c.listen.port;
+  w.request_limits.max_bulk_bytes = c.proto_max_bulk_len;
+  w.request_limits.max_args = static_cast<size_t>(c.max_args);
+  w.request_limits.max_inline_bytes = c.max_inline_bytes;
+  w.max_clients = static_cast<size_t>(c.max_clients);
+  w.max_pending_per_client = static_cast<size_t>(c.max_pending_per_client);
+  w.client_max_input_bytes = c.client_max_input_bytes;
+  w.client_max_output_bytes = c.client_max_output_bytes;
+  w.idle_timeout_ms = Ms(c.idle_timeout);
+  w.partial_request_timeout_ms = Ms(c.partial_request_timeout);
+  w.request_timeout_ms = Ms(c.request_timeout);
+  w.max_redirects = c.max_redirects;
+  w.retry_backoff_min_ms = Ms(c.retry_backoff_min);
+  w.retry_backoff_max_ms = Ms(c.retry_backoff_max);
+  w.connect_timeout_ms = Ms(c.connect_timeout);
+  w.reconnect_backoff_min_ms = Ms(c.reconnect_backoff_min);
+  w.reconnect_backoff_max_ms = Ms(c.reconnect_backoff_max);
+  w.upstream_max_pending = static_cast<size_t>(c.upstream_max_pending);
+  w.upstream_user = c.upstream_user;
+  w.upstream_password = c.upstream_password;
+  w.client_password = c.client_password;
+  w.allow_admin_commands = c.allow_admin_commands;
+  TopologyRefresherOptions& t = o.topology;
+  for (const Endpoint& e : c.seeds) t.seeds.push_back({e.host, e.port});
+  t.interval_ms = Ms(c.topology_refresh_interval);
+  t.min_interval_ms = Ms(c.topology_min_refresh_interval);
+  t.client.connect_timeout = std::chrono::milliseconds(Ms(c.connect_timeout));
+  t.client.command_timeout = std::chrono::milliseconds(std::max<uint64_t>(Ms(c.connect_timeout), 1000));
+  t.client.username = c.upstream_user;
+  t.client.password = c.upstream_password;
+  return o;
+}
+
+Proxy::Proxy(ProxyOptions options) : options_(std::move(options)) {
+  uv_loop_init(&loop_);
+  loop_.data = this;
+  uv_async_init(&loop_, &shutdown_async_, OnShutdownAsync);
+  shutdown_async_.data = this;
+}
+
+void Proxy::Shutdown() { uv_async_send(&shutdown_async_); }
+
+void Proxy::OnShutdownAsync(uv_async_t* handle) {
+  static_cast<Proxy*>(handle->data)->BeginShutdown(0);
+}
+
+TopologySnapshot Proxy::topology() const {
+  return refresher_ == nullptr ? nullptr : refresher_->current();
+}
+
+Proxy::~Proxy() {
+  for (auto& w : workers_) w->Join();
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  uv_loop_close(&loop_);
+}
+
+absl::Status Proxy::Run() {
+  std::signal(SIGPIPE, SIG_IGN);
+  refresher_ = std::make_unique<TopologyRefresher>(
+      &loop_, options_.topology, [this](TopologySnapshot s) { PublishTopology(std::move(s)); });
+  TopologyRefresher* refresher = refresher_.get();
+  shared_.request_topology_refresh = [refresher](std::string_view) { refresher->RequestRefresh(); };
+  for (int i = 0; i < options_.threads; ++i) {
+    auto worker = std::make_unique<Worker>(i, options_.worker, &shared_);
+    absl::Status started = worker->Start();
+    if (!started.ok()) {
+      for (auto& w : workers_) w->PostDrain(0);
+      for (auto& w : workers_) w->Join();
+      refresher_->Stop();
+      uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_async_), nullptr);
+      uv_run(&loop_, UV_RUN_DEFAULT);
+      return started;
+    }
+    workers_.push_back(std::move(worker));
+  }
+  for (uv_signal_t* s : {&sigterm_, &sigint_}) {
+    uv_signal_init(&loop_, s);
+    s->data = this;
+  }
+  uv_signal_start(&sigterm_, OnSignal, SIGTERM);
+  uv_signal_start(&sigint_, OnSignal, SIGINT);
+  signals_started_ = true;
+  spdlog::info("slotpilot {} listening on {} with {} worker(s)", Version(),
+               FormatAddress(options_.worker.listen_host, options_.worker.listen_port),
+               options_.threads);
+  refresher_->Start();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  for (auto& w : workers_) w->Join();
+  spdlog::info("slotpilot stopped");
+  return absl::OkStatus();
+}
+
+void Proxy::PublishTopology(TopologySnapshot snapshot) {
+  for (auto& w : workers_) w->PostTopology(snapshot);
+}
+
+void Proxy::OnSignal(uv_signal_t* handle, int signum) {
+  static_cast<Proxy*>(handle->data)->BeginShutdown(signum);
+}
+
+void Proxy::BeginShutdown(int signum) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  spdlog::info("{}: draining for up to {} ms", signum == 0 ? std::string("shutdown requested") : StrCat("signal ", signum), options_.shutdown_grace_ms);
+  for (auto& w : workers_) w->PostDrain(options_.shutdown_grace_ms);
+  // The control loop ends once its own handles are closed; workers are joined in Run().
+  if (refresher_ != nullptr) refresher_->Stop();
+  if (signals_started_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_async_), nullptr);
+}
+
+}  // namespace slotpilot::proxy

@@ -1,0 +1,111 @@
+#include "proxy/redirect_follower.h"
+
+#include <algorithm>
+#include <string>
+
+#include "protocol/strings.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+
+namespace slotpilot::proxy {
+namespace {
+
+using protocol::ErrorKind;
+
+std::string DescribeChain(const Worker& w, const HopChain& hops, const RoutingTable& table) {
+  std::string out;
+  for (size_t i = 0; i < hops.size(); ++i) {
+    StrAppend(&out, i == 0 ? "" : " -> ",
+                    hops[i].kind == RedirectKind::kAsk ? "ASK " : "MOVED ",
+                    table.node(hops[i].to_node).address);
+  }
+  return out;
+}
+
+}  // namespace
+
+void RedirectFollower::OnReply(Upstream* from, Request* r, const protocol::ReplyFrame& frame,
+                               Slice reply) {
+  if (r->answered() || r->session == nullptr) return;  // timed out, or the client is gone
+  if (frame.type != protocol::ReplyType::kError) {
+    worker_->Complete(r, std::move(reply), /*is_error=*/false);
+    return;
+  }
+  switch (protocol::ClassifyError(frame.error)) {
+    case ErrorKind::kMoved:
+    case ErrorKind::kAsk:
+      Follow(from, r, frame.error, std::move(reply));
+      return;
+    case ErrorKind::kTryAgain:
+      RetryLater(r, RetryReason::kTryAgain, std::move(reply));
+      return;
+    case ErrorKind::kClusterDown:
+      worker_->RequestTopologyRefresh("CLUSTERDOWN reply");
+      RetryLater(r, RetryReason::kClusterDown, std::move(reply));
+      return;
+    case ErrorKind::kLoading:
+      RetryLater(r, RetryReason::kLoading, std::move(reply));
+      return;
+    case ErrorKind::kMasterDown:
+      RetryLater(r, RetryReason::kMasterDown, std::move(reply));
+      return;
+    default:
+      worker_->Complete(r, std::move(reply), /*is_error=*/true);
+  }
+}
+
+void RedirectFollower::Follow(Upstream* from, Request* r, std::string_view error, Slice reply) {
+  absl::StatusOr<protocol::Redirect> redirect = protocol::ParseRedirect(error);
+  if (!redirect.ok() || redirect->endpoint_unknown()) {
+    worker_->Complete(r, std::move(reply), /*is_error=*/true);  // nothing we can follow
+    return;
+  }
+  RoutingTable& table = worker_->routing();
+  std::string_view host = redirect->endpoint_is_same_host() ? std::string_view(from->host())
+                                                            : redirect->host;
+  uint16_t target = table.FindOrAddNode(host, redirect->port);
+  bool ask = redirect->kind == ErrorKind::kAsk;
+  r->hops.Add({from->node(), target, ask ? RedirectKind::kAsk : RedirectKind::kMoved});
+  (ask ? worker_->stats().redirects_ask : worker_->stats().redirects_moved).Add();
+  if (r->hops.size() > static_cast<size_t>(worker_->options().max_redirects)) {
+    worker_->stats().redirect_limit_exceeded.Add();
+    worker_->CompleteWithError(
+        r, StrCat("TRYAGAIN slotpilot: slot ", redirect->slot, " exceeded max-redirects (",
+                        worker_->options().max_redirects, "): ",
+                        DescribeChain(*worker_, r->hops, table)));
+    return;
+  }
+  if (!ask) {
+    if (table.SetSlot(redirect->slot, target)) worker_->RequestTopologyRefresh("MOVED reply");
+  }
+  r->asking = ask;
+  router_.SendTo(r, target);
+}
+
+uint64_t RedirectFollower::Backoff(uint8_t attempt) {
+  const WorkerOptions& o = worker_->options();
+  uint64_t base = o.retry_backoff_min_ms << std::min<uint8_t>(attempt, 20);
+  base = std::min(base, o.retry_backoff_max_ms);
+  // Full jitter in [base/2, base]: many sidecars retrying the same slot spread out.
+  return base / 2 + rng_() % (base / 2 + 1);
+}
+
+void RedirectFollower::RetryLater(Request* r, RetryReason reason, Slice reply) {
+  uint64_t due = worker_->now_ms() + Backoff(r->retries);
+  if (due >= r->deadline_ms || r->retries == 255) {
+    worker_->Complete(r, std::move(reply), /*is_error=*/true);  // out of time: pass the error on
+    return;
+  }
+  worker_->stats().retries[static_cast<size_t>(reason)].Add();
+  ++r->retries;
+  r->asking = false;  // a retry starts from the slot map again
+  r->state = RequestState::kWaitingRetry;
+  worker_->ScheduleRetry(r, due);
+}
+
+void RedirectFollower::OnRetryDue(Request* r) {
+  if (r->answered() || r->session == nullptr) return;
+  router_.Route(r);
+}
+
+}  // namespace slotpilot::proxy
