@@ -268,6 +268,10 @@ void ClientSession::Close(std::string_view why) {
   while (!pending_.empty()) {
     Request* r = pending_.pop_front();
     r->session = nullptr;
+    if (r->probing) {
+      r->probing = false;
+      worker_->holder().OnProbeAbandoned(r->slot);
+    }
     worker_->Release(r);
   }
   while (!ready_.empty()) worker_->Release(ready_.pop_front());

@@ -477,6 +477,9 @@ std::vector<Option> LoopOptions() {
        "retried."},
       {"loop-hold-timeout", kReload, DurationValue(&Config::loop_hold_timeout, ZeroIs::kInvalid),
        "Longest a request is held under loop-policy=hold before it gets the error."},
+      {"loop-hold-max-requests", kReload, IntValue(&Config::loop_hold_max_requests, 1, 1000000),
+       "Requests held at once per worker under loop-policy=hold; beyond it they get the error "
+       "at once (bounded memory)."},
   };
 }
 

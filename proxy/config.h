@@ -94,6 +94,7 @@ struct Config {
   // Loop detection
   LoopPolicy loop_policy = LoopPolicy::kError;
   absl::Duration loop_hold_timeout = absl::Seconds(2);
+  int loop_hold_max_requests = 10000;
 
   // Watcher
   WatcherMode watcher = WatcherMode::kObserve;

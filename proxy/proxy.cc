@@ -42,6 +42,9 @@ ProxyOptions ProxyOptionsFromConfig(const Config& c) {
   w.upstream_password = c.upstream_password;
   w.client_password = c.client_password;
   w.allow_admin_commands = c.allow_admin_commands;
+  w.loop_hold = c.loop_policy == LoopPolicy::kHold;
+  w.loop_hold_timeout_ms = Ms(c.loop_hold_timeout);
+  w.loop_hold_max_requests = static_cast<size_t>(c.loop_hold_max_requests);
   TopologyRefresherOptions& t = o.topology;
   for (const Endpoint& e : c.seeds) t.seeds.push_back({e.host, e.port});
   t.interval_ms = Ms(c.topology_refresh_interval);

@@ -9,25 +9,14 @@
 
 namespace slotpilot::proxy {
 namespace {
-
 using protocol::ErrorKind;
-
-std::string DescribeChain(const Worker& w, const HopChain& hops, const RoutingTable& table) {
-  std::string out;
-  for (size_t i = 0; i < hops.size(); ++i) {
-    StrAppend(&out, i == 0 ? "" : " -> ",
-                    hops[i].kind == RedirectKind::kAsk ? "ASK " : "MOVED ",
-                    table.node(hops[i].to_node).address);
-  }
-  return out;
-}
-
 }  // namespace
 
 void RedirectFollower::OnReply(Upstream* from, Request* r, const protocol::ReplyFrame& frame,
                                Slice reply) {
   if (r->answered() || r->session == nullptr) return;  // timed out, or the client is gone
   if (frame.type != protocol::ReplyType::kError) {
+    if (r->probing) worker_->holder().OnProbeResolved(r);
     worker_->Complete(r, std::move(reply), /*is_error=*/false);
     return;
   }
@@ -50,6 +39,7 @@ void RedirectFollower::OnReply(Upstream* from, Request* r, const protocol::Reply
       RetryLater(r, RetryReason::kMasterDown, std::move(reply));
       return;
     default:
+      if (r->probing) worker_->holder().OnProbeResolved(r);  // the slot answers again
       worker_->Complete(r, std::move(reply), /*is_error=*/true);
   }
 }
@@ -67,12 +57,9 @@ void RedirectFollower::Follow(Upstream* from, Request* r, std::string_view error
   bool ask = redirect->kind == ErrorKind::kAsk;
   r->hops.Add({from->node(), target, ask ? RedirectKind::kAsk : RedirectKind::kMoved});
   (ask ? worker_->stats().redirects_ask : worker_->stats().redirects_moved).Add();
-  if (r->hops.size() > static_cast<size_t>(worker_->options().max_redirects)) {
-    worker_->stats().redirect_limit_exceeded.Add();
-    worker_->CompleteWithError(
-        r, StrCat("TRYAGAIN slotpilot: slot ", redirect->slot, " exceeded max-redirects (",
-                        worker_->options().max_redirects, "): ",
-                        DescribeChain(*worker_, r->hops, table)));
+  LoopPattern pattern = ClassifyChain(r->hops, worker_->options().max_redirects);
+  if (pattern != LoopPattern::kNone) {
+    OnLoop(r, redirect->slot, pattern);
     return;
   }
   if (!ask) {
@@ -80,6 +67,18 @@ void RedirectFollower::Follow(Upstream* from, Request* r, std::string_view error
   }
   r->asking = ask;
   router_.SendTo(r, target);
+}
+
+// r's redirect chain loops: count it, tell the control thread, then answer or hold r.
+void RedirectFollower::OnLoop(Request* r, uint16_t slot, LoopPattern pattern) {
+  RoutingTable& table = worker_->routing();
+  std::string chain = DescribeChain(r->hops, [&](uint16_t n) { return table.node(n).address; });
+  std::string error = StrCat("TRYAGAIN slot ", slot, " is in a redirect loop (", chain,
+                             "): ", LoopPatternMeaning(pattern));
+  r->slot = slot;
+  if (!r->probing) worker_->RecordLoop(r, slot, pattern, chain);
+  if (worker_->options().loop_hold && worker_->holder().Hold(r, error)) return;
+  worker_->CompleteWithError(r, error);
 }
 
 uint64_t RedirectFollower::Backoff(uint8_t attempt) {
@@ -104,6 +103,10 @@ void RedirectFollower::RetryLater(Request* r, RetryReason reason, Slice reply) {
 }
 
 void RedirectFollower::OnRetryDue(Request* r) {
+  if (r->held) {
+    worker_->holder().Expire(r);
+    return;
+  }
   if (r->answered() || r->session == nullptr) return;
   router_.Route(r);
 }

@@ -14,6 +14,7 @@
 #include "protocol/errors.h"
 #include "protocol/reply_parser.h"
 #include "proxy/buffer.h"
+#include "proxy/loop_detector.h"
 #include "proxy/request.h"
 #include "proxy/router.h"
 #include "proxy/stats.h"
@@ -36,6 +37,7 @@ class RedirectFollower {
 
  private:
   void Follow(Upstream* from, Request* r, std::string_view error, Slice reply);
+  void OnLoop(Request* r, uint16_t slot, LoopPattern pattern);
   void RetryLater(Request* r, RetryReason reason, Slice reply);
   uint64_t Backoff(uint8_t attempt);
 

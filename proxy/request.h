@@ -36,6 +36,8 @@ class HopChain {
   }
   size_t size() const { return size_; }
   const Hop& operator[](size_t i) const { return hops_[i]; }
+  const Hop* begin() const { return hops_.data(); }
+  const Hop* end() const { return hops_.data() + size_; }
   void Clear() { size_ = 0; }
 
  private:
@@ -60,12 +62,15 @@ struct Request {
   RequestState state = RequestState::kNew;
   bool keyed = false;                // routed by `slot`
   bool asking = false;               // next send is preceded by ASKING (after an ASK)
+  bool held = false;                 // parked in a redirect loop (loop-policy hold)
+  bool probing = false;              // sent to test whether a held slot still loops
   uint8_t retries = 0;
   uint16_t slot = 0;
   uint16_t command_class = 0;        // metrics bucket
   int32_t node = -1;                 // worker-local node the request was last sent to
   uint64_t arrival_ms = 0;           // uv_now() at arrival
   uint64_t deadline_ms = 0;          // uv_now() based
+  uint64_t hold_deadline_ms = 0;     // when a held request gets the loop error (0: never held)
   uint64_t arrival_ns = 0;           // uv_hrtime() at arrival, for the latency histogram
   HopChain hops;
   TimerWheel::Node deadline_timer;   // answers the client at deadline_ms
@@ -86,7 +91,10 @@ struct Request {
     state = RequestState::kNew;
     keyed = false;
     asking = false;
+    held = false;
+    probing = false;
     retries = 0;
+    hold_deadline_ms = 0;
     slot = 0;
     command_class = 0;
     node = -1;

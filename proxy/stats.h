@@ -72,7 +72,11 @@ struct WorkerStats {
   // Redirects and retries.
   Counter redirects_moved;
   Counter redirects_ask;
-  Counter redirect_limit_exceeded;
+  // Indexed by LoopPattern (kNone unused).
+  std::array<Counter, 4> redirect_loops;
+  Counter loop_holds;
+  Counter loop_hold_releases;
+  Counter loop_hold_expiries;
   std::array<Counter, static_cast<size_t>(RetryReason::kCount)> retries;
   // Upstreams.
   Counter upstream_connects;

@@ -19,6 +19,8 @@ constexpr uint32_t kDeadlineTickMs = 5;
 constexpr uint32_t kRetryTickMs = 2;
 constexpr uint64_t kSweepIntervalMs = 1000;
 constexpr uint64_t kRefreshRequestSpacingMs = 100;
+constexpr uint64_t kHoldTickMs = 25;
+constexpr absl::Duration kLoopRecordTtl = absl::Hours(1);
 
 absl::StatusOr<int> OpenListenSocket(const std::string& host, uint16_t port) {
   struct sockaddr_storage addr;
@@ -57,7 +59,9 @@ Worker::Worker(int id, WorkerOptions options, SharedState* shared)
       dispatcher_(this),
       follower_(this),
       deadlines_(kDeadlineTickMs, 4096),
-      retries_(kRetryTickMs, 1024) {}
+      retries_(kRetryTickMs, 1024),
+      loops_(options_.loop_tracker_max_slots, kLoopRecordTtl),
+      holder_(this) {}
 
 Worker::~Worker() { Join(); }
 
@@ -77,7 +81,7 @@ absl::Status Worker::Start() {
   uv_check_start(&check_, OnCheck);
   uv_async_init(&loop_, &async_, OnAsync);
   async_.data = this;
-  for (uv_timer_t* t : {&deadline_timer_, &retry_timer_, &sweep_timer_, &drain_timer_}) {
+  for (uv_timer_t* t : {&deadline_timer_, &retry_timer_, &sweep_timer_, &drain_timer_, &hold_timer_}) {
     uv_timer_init(&loop_, t);
     t->data = this;
   }
@@ -105,6 +109,13 @@ void Worker::PostTopology(TopologySnapshot snapshot) {
   uv_async_send(&async_);
 }
 
+void Worker::PostMigrationState(MigrationStateSnapshot state) {
+  std::lock_guard<std::mutex> lock(mailbox_mu_);
+  if (mailbox_closed_) return;
+  pending_migration_state_ = std::move(state);
+  uv_async_send(&async_);
+}
+
 void Worker::PostDrain(uint64_t grace_ms) {
   std::lock_guard<std::mutex> lock(mailbox_mu_);
   if (mailbox_closed_) return;
@@ -121,14 +132,18 @@ void Worker::OnAsync(uv_async_t* handle) {
 
 void Worker::InstallPendingTopology() {
   TopologySnapshot snapshot;
+  MigrationStateSnapshot migration;
   {
     std::lock_guard<std::mutex> lock(mailbox_mu_);
     snapshot = std::move(pending_topology_);
+    migration = std::move(pending_migration_state_);
   }
+  if (migration != nullptr) holder_.OnMigrationState(std::move(migration));
   if (snapshot == nullptr || snapshot->version <= routing_.version()) return;
   routing_.Install(*snapshot);
   if (!snapshot->redis_version.empty()) redis_version_ = snapshot->redis_version;
   stats_.topology_installs.Add();
+  holder_.OnTopologyInstalled();
 }
 
 void Worker::OnConnection(uv_stream_t* server, int status) {
@@ -192,6 +207,10 @@ void Worker::Release(Request* r) {
 
 void Worker::Complete(Request* r, Slice reply, bool is_error) {
   if (r->answered()) return;
+  if (r->probing) {  // answered without resolving the loop (timeout, node down)
+    r->probing = false;
+    holder_.OnProbeAbandoned(r->slot);
+  }
   deadlines_.Cancel(&r->deadline_timer);
   r->reply = std::move(reply);
   r->state = RequestState::kDone;
@@ -212,9 +231,40 @@ void Worker::TrackDeadline(Request* r) {
 }
 
 void Worker::ScheduleRetry(Request* r, uint64_t due_ms) {
-  Retain(r);
+  if (!r->retry_timer.scheduled()) Retain(r);
   retries_.Schedule(&r->retry_timer, due_ms);
   ArmWheelTimer(&retry_timer_, retries_);
+  if (r->held && !closing_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(&hold_timer_))) {
+    uv_timer_start(&hold_timer_, OnHoldTick, kHoldTickMs, kHoldTickMs);
+  }
+}
+
+void Worker::CancelRetry(Request* r) {
+  if (!r->retry_timer.scheduled()) return;
+  retries_.Cancel(&r->retry_timer);
+  Release(r);
+}
+
+void Worker::RecordLoop(Request* r, uint16_t slot, LoopPattern pattern, const std::string& chain) {
+  stats_.redirect_loops[static_cast<size_t>(pattern)].Add();
+  std::vector<LoopNode> nodes;
+  for (uint16_t n : ChainNodes(r->hops)) nodes.push_back({routing_.node(n).address, routing_.node(n).id});
+  absl::Time now = absl::Now();
+  bool report = loops_.Record(slot, pattern, nodes, chain, now,
+                              absl::Milliseconds(options_.loop_report_interval_ms));
+  if (report) {
+    SLOTPILOT_LOG_RATE_LIMITED(warn, "slot {} is in a redirect loop ({}): {}", slot,
+                               LoopPatternName(pattern), chain);
+    if (shared_->loop_reports != nullptr) {
+      shared_->loop_reports->Push(LoopReport{slot, pattern, std::move(nodes), now});
+    }
+  }
+}
+
+void Worker::OnHoldTick(uv_timer_t* handle) {
+  auto* self = static_cast<Worker*>(handle->data);
+  self->holder_.Tick(self->now_ms());
+  if (self->holder_.held() == 0) uv_timer_stop(handle);
 }
 
 void Worker::ArmWheelTimer(uv_timer_t* timer, const TimerWheel& wheel) {
@@ -234,16 +284,21 @@ void Worker::OnDeadlineTick(uv_timer_t* handle) {
 
 void Worker::OnDeadline(Request* r) {
   if (r->answered()) return;
-  stats_.request_timeouts.Add();
-  if (r->state == RequestState::kWaitingRetry && r->retry_timer.scheduled()) {
-    retries_.Cancel(&r->retry_timer);
-    Release(r);  // the retry wheel's reference
+  Retain(r);  // cancelling its timers below may drop what keeps r alive
+  if (r->held) {
+    CancelRetry(r);
+    holder_.Expire(r);
+    Release(r);
+    return;
   }
+  stats_.request_timeouts.Add();
+  CancelRetry(r);
   std::string where = r->node >= 0 && static_cast<size_t>(r->node) < routing_.node_count()
                           ? StrCat(" waiting for ", routing_.node(static_cast<uint16_t>(r->node)).address)
                           : std::string();
   CompleteWithError(r, StrCat("ERR slotpilot: request timed out after ",
                                     options_.request_timeout_ms, " ms", where));
+  Release(r);
 }
 
 void Worker::OnRetryTick(uv_timer_t* handle) {
@@ -351,7 +406,8 @@ void Worker::CloseEverything() {
   dirty_upstreams_.clear();
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&check_), reinterpret_cast<uv_handle_t*>(&async_),
                          reinterpret_cast<uv_handle_t*>(&deadline_timer_), reinterpret_cast<uv_handle_t*>(&retry_timer_),
-                         reinterpret_cast<uv_handle_t*>(&sweep_timer_), reinterpret_cast<uv_handle_t*>(&drain_timer_)}) {
+                         reinterpret_cast<uv_handle_t*>(&sweep_timer_), reinterpret_cast<uv_handle_t*>(&drain_timer_),
+                         reinterpret_cast<uv_handle_t*>(&hold_timer_)}) {
     uv_close(h, nullptr);
   }
   if (!draining_) uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);

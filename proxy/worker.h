@@ -23,6 +23,9 @@
 #include "absl/status/status.h"
 #include "proxy/buffer.h"
 #include "proxy/dispatcher.h"
+#include "proxy/loop_holder.h"
+#include "proxy/loop_tracker.h"
+#include "proxy/migration_state.h"
 #include "proxy/redirect_follower.h"
 #include "proxy/request.h"
 #include "proxy/routing_table.h"
@@ -42,6 +45,8 @@ struct SharedState {
   std::atomic<uint64_t> next_client_id{1};
   // Asks the control plane for a topology refresh (coalesced and rate-limited there).
   std::function<void(std::string_view reason)> request_topology_refresh;
+  // Loop reports for the control thread (bounded; full drops and counts).
+  LoopReportQueue* loop_reports = nullptr;
 };
 
 class Worker {
@@ -55,6 +60,10 @@ class Worker {
   absl::Status Start();
   // Control thread: hands over a new topology snapshot.
   void PostTopology(TopologySnapshot snapshot);
+  // Control thread: hands over a new migration state (repaired slots release held requests).
+  void PostMigrationState(MigrationStateSnapshot state);
+  // Any thread: this worker's redirect-loop statistics.
+  const LoopTracker& loop_tracker() const { return loops_; }
   // Control thread: stop accepting, let in-flight requests finish for up to `grace_ms`, then
   // close everything and end the loop thread.
   void PostDrain(uint64_t grace_ms);
@@ -72,6 +81,7 @@ class Worker {
   const WorkerStats& stats() const { return stats_; }
   Dispatcher& dispatcher() { return dispatcher_; }
   RedirectFollower& follower() { return follower_; }
+  LoopHolder& holder() { return holder_; }
   SharedState& shared() { return *shared_; }
   bool draining() const { return draining_; }
   const std::string& redis_version() const { return redis_version_; }
@@ -84,6 +94,10 @@ class Worker {
   void CompleteWithError(Request* r, std::string_view error_line);  // "-ERR ...\r\n" or text
   void TrackDeadline(Request* r);
   void ScheduleRetry(Request* r, uint64_t due_ms);
+  // Cancels r's retry/hold timer, dropping the reference it held.
+  void CancelRetry(Request* r);
+  // Counts a redirect loop of r and reports it to the control thread (rate-limited per slot).
+  void RecordLoop(Request* r, uint16_t slot, LoopPattern pattern, const std::string& chain);
 
   Upstream* UpstreamFor(uint16_t node);
   void MarkDirty(ClientSession* session);
@@ -103,6 +117,7 @@ class Worker {
   static void OnRetryTick(uv_timer_t* handle);
   static void OnSweep(uv_timer_t* handle);
   static void OnDrainTimeout(uv_timer_t* handle);
+  static void OnHoldTick(uv_timer_t* handle);
   void OnDeadline(Request* r);
   void Accept();
   void FlushDirty();
@@ -125,6 +140,7 @@ class Worker {
   uv_timer_t retry_timer_;
   uv_timer_t sweep_timer_;
   uv_timer_t drain_timer_;
+  uv_timer_t hold_timer_;
   std::thread thread_;
 
   BlockPool blocks_;
@@ -136,6 +152,8 @@ class Worker {
   RedirectFollower follower_;
   TimerWheel deadlines_;
   TimerWheel retries_;
+  LoopTracker loops_;
+  LoopHolder holder_;
 
   std::vector<std::unique_ptr<Upstream>> upstreams_;  // by routing node index
   std::vector<ClientSession*> sessions_;              // every open session (for sweeps, drain)
@@ -150,6 +168,7 @@ class Worker {
   // Mailbox from the control thread.
   std::mutex mailbox_mu_;
   TopologySnapshot pending_topology_ ABSL_GUARDED_BY(mailbox_mu_);
+  MigrationStateSnapshot pending_migration_state_ ABSL_GUARDED_BY(mailbox_mu_);
   bool drain_requested_ ABSL_GUARDED_BY(mailbox_mu_) = false;
   bool mailbox_closed_ ABSL_GUARDED_BY(mailbox_mu_) = false;  // async_ is closed: post nothing
   uint64_t drain_grace_ms_ ABSL_GUARDED_BY(mailbox_mu_) = 0;

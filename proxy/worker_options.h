@@ -39,6 +39,13 @@ struct WorkerOptions {
   std::string upstream_user;
   std::string upstream_password;
 
+  // Redirect loops.
+  bool loop_hold = false;  // loop-policy=hold (else error)
+  uint64_t loop_hold_timeout_ms = 2000;
+  size_t loop_hold_max_requests = 10000;
+  uint64_t loop_report_interval_ms = 250;  // per slot, per worker
+  size_t loop_tracker_max_slots = 1024;
+
   std::string client_password;  // empty: clients need no AUTH
   bool allow_admin_commands = false;
 };
