@@ -35,6 +35,8 @@ bool LoopHolder::Hold(Request* r, std::string error) {
   r->state = RequestState::kWaitingRetry;
   slot.requests.push_back(r);
   ++held_count_;
+  worker_->stats().loop_holds.Add();
+  worker_->stats().loop_held_requests.Set(static_cast<int64_t>(held_count_));
   worker_->ScheduleRetry(r, r->hold_deadline_ms);  // the expiry
   return true;
 }
@@ -53,6 +55,8 @@ void LoopHolder::Expire(Request* r) {
     if (reqs.empty() && !it->second.probe_in_flight) slots_.erase(it);
   }
   r->held = false;
+  worker_->stats().loop_hold_expiries.Add();
+  worker_->stats().loop_held_requests.Set(static_cast<int64_t>(held_count_));
   worker_->CompleteWithError(r, error);
 }
 
@@ -72,6 +76,8 @@ void LoopHolder::ReleaseSlot(uint16_t slot) {
   std::vector<Request*> requests = std::move(it->second.requests);
   held_count_ -= requests.size();
   slots_.erase(it);
+  worker_->stats().loop_hold_releases.Add(requests.size());
+  worker_->stats().loop_held_requests.Set(static_cast<int64_t>(held_count_));
   for (Request* r : requests) Unpark(r);
 }
 

@@ -45,8 +45,11 @@ int main(int argc, char** argv) {
     case ParsedCommandLine::Action::kRun:
       break;
   }
-  slotpilot::proxy::InitLogging(LogLevelName(parsed->config.log_level));
-  slotpilot::proxy::Proxy proxy(slotpilot::proxy::ProxyOptionsFromConfig(parsed->config));
+  std::string level = LogLevelName(parsed->config.log_level);
+  slotpilot::proxy::InitLogging(level);
+  slotpilot::proxy::ProxyOptions options = slotpilot::proxy::ProxyOptionsFromConfig(parsed->config);
+  options.log_level = level;
+  slotpilot::proxy::Proxy proxy(std::move(options));
   absl::Status status = proxy.Run();
   if (!status.ok()) {
     std::fprintf(stderr, "slotpilot: %s\n", std::string(status.message()).c_str());

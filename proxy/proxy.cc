@@ -53,14 +53,24 @@ ProxyOptions ProxyOptionsFromConfig(const Config& c) {
   t.client.command_timeout = std::chrono::milliseconds(std::max<uint64_t>(Ms(c.connect_timeout), 1000));
   t.client.username = c.upstream_user;
   t.client.password = c.upstream_password;
+  o.admin.host = c.admin_listen.host;
+  o.admin.port = c.admin_listen.port;
+  o.admin.token = c.admin_token;
+  o.effective_config = proxy::EffectiveConfig(c);
   return o;
 }
 
-Proxy::Proxy(ProxyOptions options) : options_(std::move(options)) {
+Proxy::Proxy(ProxyOptions options)
+    : options_(std::move(options)), loop_reports_(options_.loop_report_queue_capacity) {
   uv_loop_init(&loop_);
   loop_.data = this;
   uv_async_init(&loop_, &shutdown_async_, OnShutdownAsync);
   shutdown_async_.data = this;
+  uv_async_init(&loop_, &loop_reports_async_, OnLoopReports);
+  loop_reports_async_.data = this;
+  loop_reports_.SetNotify([this] { uv_async_send(&loop_reports_async_); });
+  shared_.loop_reports = &loop_reports_;
+  log_level_ = options_.log_level;
 }
 
 void Proxy::Shutdown() { uv_async_send(&shutdown_async_); }
@@ -74,6 +84,7 @@ TopologySnapshot Proxy::topology() const {
 }
 
 Proxy::~Proxy() {
+  if (admin_ != nullptr) admin_->Stop();
   for (auto& w : workers_) w->Join();
   uv_run(&loop_, UV_RUN_NOWAIT);
   uv_loop_close(&loop_);
@@ -93,10 +104,25 @@ absl::Status Proxy::Run() {
       for (auto& w : workers_) w->Join();
       refresher_->Stop();
       uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_async_), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&loop_reports_async_), nullptr);
       uv_run(&loop_, UV_RUN_DEFAULT);
       return started;
     }
     workers_.push_back(std::move(worker));
+  }
+  if (options_.admin_enabled) {
+    admin_ = std::make_unique<AdminServer>(options_.admin, this);
+    absl::Status admin_started = admin_->Start();
+    if (!admin_started.ok()) {
+      admin_.reset();
+      for (auto& w : workers_) w->PostDrain(0);
+      for (auto& w : workers_) w->Join();
+      refresher_->Stop();
+      uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_async_), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&loop_reports_async_), nullptr);
+      uv_run(&loop_, UV_RUN_DEFAULT);
+      return admin_started;
+    }
   }
   for (uv_signal_t* s : {&sigterm_, &sigint_}) {
     uv_signal_init(&loop_, s);
@@ -135,6 +161,88 @@ void Proxy::BeginShutdown(int signum) {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&loop_reports_async_), nullptr);
+}
+
+void Proxy::OnLoopReports(uv_async_t* handle) {
+  auto* self = static_cast<Proxy*>(handle->data);
+  constexpr size_t kKeep = 256;
+  for (LoopReport& r : self->loop_reports_.Drain()) {
+    if (self->recent_loop_reports_.size() >= kKeep) {
+      self->recent_loop_reports_.erase(self->recent_loop_reports_.begin());
+    }
+    self->recent_loop_reports_.push_back(std::move(r));
+  }
+}
+
+std::vector<MasterHealth> Proxy::Masters() const {
+  return refresher_ == nullptr ? std::vector<MasterHealth>{} : refresher_->masters();
+}
+
+std::string Proxy::TopologyError() const {
+  if (refresher_ == nullptr) return "not started";
+  std::string e = refresher_->last_error();
+  return e.empty() ? "no answer yet" : e;
+}
+
+StatsTotals Proxy::Totals() const {
+  StatsTotals t;
+  for (const auto& w : workers_) t.Add(w->stats());
+  return t;
+}
+
+ControlMetrics Proxy::Control() const {
+  ControlMetrics c;
+  if (TopologySnapshot t = topology()) {
+    c.topology_version = t->version;
+    c.topology_masters = t->masters.size();
+    c.topology_slots_assigned = static_cast<uint64_t>(t->assigned_slots);
+  }
+  if (refresher_ != nullptr) {
+    c.topology_refreshes = refresher_->refreshes();
+    c.topology_refresh_failures = refresher_->failures();
+  }
+  c.loop_reports_queued = loop_reports_.pushed();
+  c.loop_reports_dropped = loop_reports_.dropped();
+  c.masters = Masters();
+  return c;
+}
+
+std::vector<LoopRecord> Proxy::Loops() const {
+  std::vector<std::vector<LoopRecord>> per_worker;
+  absl::Time now = absl::Now();
+  for (const auto& w : workers_) per_worker.push_back(w->loop_tracker().Snapshot(now));
+  return MergeLoopRecords(per_worker);
+}
+
+std::vector<std::pair<std::string, std::string>> Proxy::EffectiveConfig() const {
+  auto config = options_.effective_config;
+  for (auto& [key, value] : config) {
+    if (key == "log-level") value = LogLevel();
+  }
+  return config;
+}
+
+std::string Proxy::MigrationsJson() const { return "{\"migrations\":[]}\n"; }
+
+std::string Proxy::OpenSlotsJson() const { return "[]"; }
+
+absl::Status Proxy::RequestMigrationAction(uint16_t, const std::string&) {
+  return absl::UnimplementedError("the migration watcher is not available in this build");
+}
+
+std::string Proxy::LogLevel() const {
+  std::lock_guard<std::mutex> lock(log_level_mu_);
+  return log_level_;
+}
+
+absl::Status Proxy::SetLogLevel(const std::string& level) {
+  absl::Status st = proxy::SetLogLevel(level);
+  if (!st.ok()) return st;
+  std::lock_guard<std::mutex> lock(log_level_mu_);
+  log_level_ = level;
+  spdlog::info("log level set to {}", level);
+  return absl::OkStatus();
 }
 
 }  // namespace slotpilot::proxy

@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "proxy/admin_server.h"
 #include "proxy/config.h"
+#include "proxy/loop_tracker.h"
 #include "proxy/topology_refresher.h"
 #include "proxy/worker.h"
 #include "proxy/worker_options.h"
@@ -22,15 +24,20 @@ struct ProxyOptions {
   WorkerOptions worker;
   TopologyRefresherOptions topology;
   uint64_t shutdown_grace_ms = 10000;
+  bool admin_enabled = true;
+  AdminServerOptions admin;
+  std::vector<std::pair<std::string, std::string>> effective_config;  // for GET /v1/config
+  std::string log_level = "info";
+  size_t loop_report_queue_capacity = 1024;
 };
 
 // Translates the user-facing configuration into what the workers and the control plane use.
 ProxyOptions ProxyOptionsFromConfig(const Config& config);
 
-class Proxy {
+class Proxy : public AdminSource {
  public:
   explicit Proxy(ProxyOptions options);
-  ~Proxy();
+  ~Proxy() override;
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
 
@@ -41,10 +48,27 @@ class Proxy {
   void Shutdown();
   // Any thread: the latest topology (null until the first refresh succeeds).
   TopologySnapshot topology() const;
+  // Port the admin server listens on (0 when disabled or not started).
+  uint16_t admin_port() const { return admin_ == nullptr ? 0 : admin_->port(); }
+
+  // AdminSource (admin threads).
+  TopologySnapshot Topology() const override { return topology(); }
+  std::vector<MasterHealth> Masters() const override;
+  std::string TopologyError() const override;
+  StatsTotals Totals() const override;
+  ControlMetrics Control() const override;
+  std::vector<LoopRecord> Loops() const override;
+  std::vector<std::pair<std::string, std::string>> EffectiveConfig() const override;
+  std::string MigrationsJson() const override;
+  std::string OpenSlotsJson() const override;
+  absl::Status RequestMigrationAction(uint16_t slot, const std::string& action) override;
+  std::string LogLevel() const override;
+  absl::Status SetLogLevel(const std::string& level) override;
 
  private:
   static void OnSignal(uv_signal_t* handle, int signum);
   static void OnShutdownAsync(uv_async_t* handle);
+  static void OnLoopReports(uv_async_t* handle);
   void BeginShutdown(int signum);
   void PublishTopology(TopologySnapshot snapshot);
 
@@ -53,9 +77,16 @@ class Proxy {
   uv_signal_t sigterm_;
   uv_signal_t sigint_;
   uv_async_t shutdown_async_;
+  uv_async_t loop_reports_async_;
   SharedState shared_;
   std::unique_ptr<TopologyRefresher> refresher_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<AdminServer> admin_;
+  LoopReportQueue loop_reports_;
+  // Control loop: the latest loop reports, the watcher's evidence (bounded).
+  std::vector<LoopReport> recent_loop_reports_;
+  mutable std::mutex log_level_mu_;
+  std::string log_level_ ABSL_GUARDED_BY(log_level_mu_);
   bool shutting_down_ = false;
   bool signals_started_ = false;
 };

@@ -77,6 +77,7 @@ struct WorkerStats {
   Counter loop_holds;
   Counter loop_hold_releases;
   Counter loop_hold_expiries;
+  Gauge loop_held_requests;
   std::array<Counter, static_cast<size_t>(RetryReason::kCount)> retries;
   // Upstreams.
   Counter upstream_connects;

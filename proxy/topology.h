@@ -37,6 +37,14 @@ struct Topology {
 
 using TopologySnapshot = std::shared_ptr<const Topology>;
 
+// Whether the control plane could reach a master on its last check.
+struct MasterHealth {
+  std::string address;
+  std::string id;
+  bool reachable = false;
+  std::string error;
+};
+
 // Builds a topology from a parsed CLUSTER SLOTS reply. Empty endpoints ("" or "?") are replaced
 // by the host the reply came from, as the cluster spec asks clients to do.
 absl::StatusOr<Topology> BuildTopology(const std::vector<protocol::SlotsEntry>& entries,

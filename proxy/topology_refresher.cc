@@ -60,6 +60,41 @@ TopologySnapshot TopologyRefresher::current() const {
   return current_;
 }
 
+std::vector<MasterHealth> TopologyRefresher::masters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return masters_;
+}
+
+// PINGs every master over a kept-open connection (reconnecting when needed).
+void TopologyRefresher::CheckMasters(const Topology& topology) {
+  std::vector<MasterHealth> health;
+  absl::flat_hash_map<std::string, std::unique_ptr<migration::RedisClient>> keep;
+  for (const TopologyNode& m : topology.masters) {
+    MasterHealth h{m.Address(), m.id, false, ""};
+    std::unique_ptr<migration::RedisClient> client;
+    if (auto it = health_clients_.find(h.address); it != health_clients_.end() && it->second->ok()) {
+      client = std::move(it->second);
+    } else {
+      auto connected = migration::RedisClient::Connect(m.host, m.port, options_.client);
+      if (connected.ok()) client = *std::move(connected);
+      else h.error = std::string(connected.status().message());
+    }
+    if (client != nullptr) {
+      auto pong = client->Command({"PING"});
+      if (pong.ok() && !pong->is_error()) {
+        h.reachable = true;
+      } else {
+        h.error = pong.ok() ? pong->str : std::string(pong.status().message());
+      }
+      if (client->ok()) keep.emplace(h.address, std::move(client));
+    }
+    health.push_back(std::move(h));
+  }
+  health_clients_ = std::move(keep);
+  std::lock_guard<std::mutex> lock(mu_);
+  masters_ = std::move(health);
+}
+
 std::string TopologyRefresher::last_error() const {
   std::lock_guard<std::mutex> lock(mu_);
   return last_error_;
@@ -113,6 +148,7 @@ void TopologyRefresher::RefreshNow() {
                    snapshot->masters.size(), snapshot->assigned_slots, snapshot->fetched_from);
       publish_(snapshot);
     }
+    CheckMasters(*current());
     ScheduleNext(requested, changed, true);
     return;
   }
@@ -122,6 +158,7 @@ void TopologyRefresher::RefreshNow() {
     last_error_ = errors;
   }
   SLOTPILOT_LOG_RATE_LIMITED(warn, "topology refresh failed: {}", errors);
+  if (TopologySnapshot t = current()) CheckMasters(*t);
   ScheduleNext(requested, false, false);
 }
 

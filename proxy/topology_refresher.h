@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "migration/redis_client.h"
 #include "proxy/topology.h"
@@ -59,6 +60,8 @@ class TopologyRefresher {
   uint64_t refreshes() const { return refreshes_.load(); }
   uint64_t failures() const { return failures_.load(); }
   std::string last_error() const;
+  // Any thread: each master's reachability as of the last refresh.
+  std::vector<MasterHealth> masters() const;
 
  private:
   static void OnTimer(uv_timer_t* t);
@@ -67,6 +70,7 @@ class TopologyRefresher {
   void ScheduleNext(bool requested, bool changed, bool ok);
   std::vector<SeedEndpoint> Candidates();
   absl::StatusOr<Topology> FetchFrom(const SeedEndpoint& node);
+  void CheckMasters(const Topology& topology);
   uint64_t Jittered(uint64_t ms);
 
   uv_loop_t* loop_;
@@ -84,6 +88,9 @@ class TopologyRefresher {
   mutable std::mutex mu_;
   TopologySnapshot current_ ABSL_GUARDED_BY(mu_);
   std::string last_error_ ABSL_GUARDED_BY(mu_);
+  std::vector<MasterHealth> masters_ ABSL_GUARDED_BY(mu_);
+  // Control loop only: kept open between checks so a health check is one PING.
+  absl::flat_hash_map<std::string, std::unique_ptr<migration::RedisClient>> health_clients_;
   std::atomic<uint64_t> refreshes_{0};
   std::atomic<uint64_t> failures_{0};
 };

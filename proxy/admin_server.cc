@@ -1,0 +1,213 @@
+#include "proxy/admin_server.h"
+
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/time/time.h"
+#include "protocol/strings.h"
+#include "proxy/logging.h"
+
+namespace slotpilot::proxy {
+namespace {
+
+using nlohmann::json;
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+}
+
+void ReplyJson(httplib::Response& res, const std::string& body, int status = 200) {
+  res.status = status;
+  res.set_content(body, "application/json");
+}
+
+void ReplyError(httplib::Response& res, int status, const std::string& message) {
+  ReplyJson(res, json{{"error", message}}.dump() + "\n", status);
+}
+
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  return diff == 0;
+}
+
+}  // namespace
+
+std::string LoopsJson(const std::vector<LoopRecord>& loops, std::optional<uint16_t> slot_filter) {
+  json list = json::array();
+  for (const LoopRecord& r : loops) {
+    if (slot_filter && r.slot != *slot_filter) continue;
+    json nodes = json::array();
+    json node_ids = json::array();
+    for (const LoopNode& n : r.nodes) {
+      nodes.push_back(n.address);
+      node_ids.push_back(n.id);
+    }
+    list.push_back({{"slot", r.slot},
+                    {"pattern", std::string(LoopPatternName(r.pattern))},
+                    {"count", r.count},
+                    {"nodes", nodes},
+                    {"node_ids", node_ids},
+                    {"first_seen", Rfc3339(r.first_seen)},
+                    {"last_seen", Rfc3339(r.last_seen)},
+                    {"last_chain", r.last_chain}});
+  }
+  return json{{"loops", list}}.dump() + "\n";
+}
+
+std::string SlotsJson(const TopologySnapshot& t, const std::string& open_slots_json) {
+  json ranges = json::array();
+  if (t != nullptr) {
+    int start = 0;
+    for (int s = 1; s <= protocol::kSlotCount; ++s) {
+      if (s < protocol::kSlotCount && t->slot_master[s] == t->slot_master[start]) continue;
+      int16_t m = t->slot_master[start];
+      json range = {{"start", start}, {"end", s - 1}};
+      if (m >= 0) {
+        range["node_id"] = t->masters[m].id;
+        range["address"] = t->masters[m].Address();
+      } else {
+        range["node_id"] = nullptr;
+        range["address"] = nullptr;
+      }
+      ranges.push_back(range);
+      start = s;
+    }
+  }
+  json out = {{"loaded", t != nullptr}, {"ranges", ranges},
+              {"open_slots", json::parse(open_slots_json, nullptr, false)}};
+  if (t != nullptr) {
+    out["version"] = t->version;
+    out["fetched_from"] = t->fetched_from;
+    out["fetched_at"] = Rfc3339(t->fetched_at);
+    out["slots_assigned"] = t->assigned_slots;
+  }
+  return out.dump() + "\n";
+}
+
+AdminServer::AdminServer(AdminServerOptions options, AdminSource* source)
+    : options_(std::move(options)), source_(source), server_(std::make_unique<httplib::Server>()) {}
+
+AdminServer::~AdminServer() { Stop(); }
+
+absl::Status AdminServer::Start() {
+  size_t threads = options_.threads;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_read_timeout(5, 0);
+  server_->set_write_timeout(5, 0);
+  server_->set_keep_alive_max_count(100);
+  server_->set_keep_alive_timeout(5);
+  Routes();
+  if (!server_->bind_to_port(options_.host, options_.port)) {
+    return absl::UnavailableError(StrCat("cannot listen on admin address ",
+                                         FormatAddress(options_.host, options_.port)));
+  }
+  port_ = options_.port;
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+void AdminServer::Stop() {
+  if (thread_.joinable()) {
+    server_->stop();
+    thread_.join();
+  }
+}
+
+bool AdminServer::Authorized(const std::string& header, int* status, std::string* why) const {
+  if (options_.token.empty()) {
+    *status = 403;
+    *why = "admin actions are disabled: start slotpilot with --admin-token-file";
+    return false;
+  }
+  constexpr std::string_view kBearer = "Bearer ";
+  if (header.size() <= kBearer.size() || header.compare(0, kBearer.size(), kBearer) != 0 ||
+      !ConstantTimeEquals(header.substr(kBearer.size()), options_.token)) {
+    *status = 401;
+    *why = "missing or wrong bearer token";
+    return false;
+  }
+  return true;
+}
+
+void AdminServer::Routes() {
+  httplib::Server& s = *server_;
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  s.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    std::string reason;
+    if (source_->Topology() == nullptr) {
+      reason = StrCat("topology not loaded: ", source_->TopologyError());
+    }
+    for (const MasterHealth& m : source_->Masters()) {
+      if (reason.empty() && !m.reachable) reason = StrCat("master ", m.address, " unreachable: ", m.error);
+    }
+    res.status = reason.empty() ? 200 : 503;
+    res.set_content(reason.empty() ? "ready\n" : reason + "\n", "text/plain");
+  });
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(RenderPrometheus(source_->Totals(), source_->Control(), source_->Loops()),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
+  s.Get("/v1/loops", [this](const httplib::Request& req, httplib::Response& res) {
+    std::optional<uint16_t> slot;
+    if (req.has_param("slot")) {
+      int value = -1;
+      if (!ParseInt(req.get_param_value("slot"), &value) || value < 0 || value >= protocol::kSlotCount) {
+        return ReplyError(res, 400, "slot must be an integer in 0..16383");
+      }
+      slot = static_cast<uint16_t>(value);
+    }
+    ReplyJson(res, LoopsJson(source_->Loops(), slot));
+  });
+  s.Get("/v1/slots", [this](const httplib::Request&, httplib::Response& res) {
+    ReplyJson(res, SlotsJson(source_->Topology(), source_->OpenSlotsJson()));
+  });
+  s.Get("/v1/migrations", [this](const httplib::Request&, httplib::Response& res) {
+    ReplyJson(res, source_->MigrationsJson());
+  });
+  s.Post(R"(/v1/migrations/(\d+)/(finish|rollback))", [this](const httplib::Request& req, httplib::Response& res) {
+    int status = 0;
+    std::string why;
+    if (!Authorized(req.get_header_value("Authorization"), &status, &why)) return ReplyError(res, status, why);
+    int slot = -1;
+    if (!ParseInt(std::string(req.matches[1]), &slot) || slot >= protocol::kSlotCount) {
+      return ReplyError(res, 400, "slot must be an integer in 0..16383");
+    }
+    absl::Status done = source_->RequestMigrationAction(static_cast<uint16_t>(slot), req.matches[2]);
+    if (absl::IsUnimplemented(done)) return ReplyError(res, 501, std::string(done.message()));
+    if (!done.ok()) return ReplyError(res, absl::IsNotFound(done) ? 404 : 409, std::string(done.message()));
+    ReplyJson(res, json{{"slot", slot}, {"action", std::string(req.matches[2])}, {"accepted", true}}.dump() + "\n", 202);
+  });
+  s.Get("/v1/config", [this](const httplib::Request&, httplib::Response& res) {
+    json out = json::object();
+    for (const auto& [key, value] : source_->EffectiveConfig()) out[key] = value;
+    ReplyJson(res, out.dump(2) + "\n");
+  });
+  s.Get("/v1/log-level", [this](const httplib::Request&, httplib::Response& res) {
+    ReplyJson(res, json{{"level", source_->LogLevel()}}.dump() + "\n");
+  });
+  s.Put("/v1/log-level", [this](const httplib::Request& req, httplib::Response& res) {
+    int status = 0;
+    std::string why;
+    if (!Authorized(req.get_header_value("Authorization"), &status, &why)) return ReplyError(res, status, why);
+    std::string level = req.has_param("level") ? req.get_param_value("level") : req.body;
+    while (!level.empty() && (level.back() == '\n' || level.back() == '\r' || level.back() == ' ')) level.pop_back();
+    absl::Status set = source_->SetLogLevel(level);
+    if (!set.ok()) return ReplyError(res, 400, std::string(set.message()));
+    ReplyJson(res, json{{"level", level}}.dump() + "\n");
+  });
+  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) {
+      res.set_content(json{{"error", StrCat("HTTP ", res.status)}}.dump() + "\n", "application/json");
+    }
+  });
+  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    ReplyError(res, 500, "internal error");
+  });
+}
+
+}  // namespace slotpilot::proxy
