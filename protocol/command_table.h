@@ -13,6 +13,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
 namespace slotpilot::protocol {
@@ -39,6 +40,7 @@ enum CommandFlag : uint32_t {
   kCmdNoMulti = 1u << 17,
   kCmdMovableKeys = 1u << 18,
   kCmdAllowBusy = 1u << 19,
+  kCmdNoAsyncLoading = 1u << 20,
 };
 
 // Key-spec flags (COMMAND INFO key_specs[].flags).
@@ -59,9 +61,9 @@ enum KeySpecFlag : uint32_t {
 struct BeginSearch {
   enum class Type : uint8_t { kInvalid, kIndex, kKeyword, kUnknown };
   Type type = Type::kInvalid;
-  int index = 0;              // kIndex: argv index of the first key
-  std::string_view keyword;   // kKeyword: upper-case keyword, e.g. "STREAMS"
-  int start_from = 0;         // kKeyword: where to start looking (negative: from the end)
+  int index = 0;             // kIndex: argv index of the first key
+  std::string_view keyword;  // kKeyword: upper-case keyword, e.g. "STREAMS"
+  int start_from = 0;        // kKeyword: where to start looking (negative: from the end)
 };
 
 struct FindKeys {
@@ -80,6 +82,36 @@ struct KeySpec {
   uint32_t flags = 0;  // KeySpecFlag bits
 };
 
+// The getkeys procedure Redis 7.0 falls back to when a command's key specs fail (invalid,
+// incomplete or unknown specs) or cannot be trusted (variable flags). Not in COMMAND INFO: the
+// generator declares it per command and checks it against the movablekeys flag.
+enum class GetKeysProc : uint8_t {
+  kNone,
+  kFirstArg,         // SET, BITFIELD: argv[1]
+  kNumkeysAt1,       // ZUNION, ZINTER, ZDIFF, ZINTERCARD, SINTERCARD, LMPOP, ZMPOP: numkeys key...
+  kNumkeysAt2,       // EVAL*, FCALL*, BLMPOP, BZMPOP: x numkeys key...
+  kDestThenNumkeys,  // ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE: dest numkeys key...
+  kSort,             // SORT key ... [STORE dest]
+  kSortRo,           // SORT_RO key
+  kMigrate,          // MIGRATE host port key|"" db timeout ... [KEYS key...]
+  kGeoradius,        // GEORADIUS[BYMEMBER] key ... [STORE key] [STOREDIST key]
+  kXread,            // XREAD[GROUP] ... STREAMS key... id...
+};
+
+// Cluster routing tips (COMMAND INFO tips "request_policy:..." / "response_policy:...").
+enum class RequestPolicy : uint8_t { kDefault, kAllNodes, kAllShards, kMultiShard, kSpecial };
+enum class ResponsePolicy : uint8_t {
+  kDefault,
+  kOneSucceeded,
+  kAllSucceeded,
+  kAggLogicalAnd,
+  kAggLogicalOr,
+  kAggMin,
+  kAggMax,
+  kAggSum,
+  kSpecial,
+};
+
 struct CommandInfo {
   std::string_view name;       // lower case: "get", or the subcommand part: "get" of CONFIG GET
   std::string_view full_name;  // "get", "config|get" (as Redis names it in errors)
@@ -89,6 +121,9 @@ struct CommandInfo {
   uint16_t key_spec_count = 0;
   const CommandInfo* subcommands = nullptr;
   uint16_t subcommand_count = 0;
+  GetKeysProc getkeys = GetKeysProc::kNone;
+  RequestPolicy request_policy = RequestPolicy::kDefault;
+  ResponsePolicy response_policy = ResponsePolicy::kDefault;
 
   bool has(CommandFlag f) const { return (flags & f) != 0; }
   absl::Span<const KeySpec> specs() const { return {key_specs, key_spec_count}; }
@@ -99,20 +134,32 @@ struct CommandInfo {
 const CommandInfo* LookupCommand(std::string_view name);
 // Case-insensitive lookup of a subcommand ("GET" for CONFIG); nullptr when unknown.
 const CommandInfo* LookupSubcommand(const CommandInfo& parent, std::string_view name);
-// Every top-level command (for COMMAND COUNT style use and tests).
+// Every top-level command, sorted by name (for COMMAND COUNT style use and tests).
 absl::Span<const CommandInfo> AllCommands();
+// The redis-server version the table was generated from, e.g. "7.0.15".
+std::string_view CommandTableRedisVersion();
 
 // Resolves argv[0] (and argv[1] for container commands such as CONFIG, CLIENT, OBJECT) to the
 // command Redis would run, checking arity like Redis's processCommand. On failure the status
 // message is the exact error text Redis 7.0 sends (without the leading "-"), e.g.
 // "ERR unknown command 'foo', with args beginning with: 'a' ",
 // "ERR unknown subcommand 'x'. Try CONFIG HELP.",
-// "ERR wrong number of arguments for 'get' command".
+// "ERR wrong number of arguments for 'get' command" (EXEC's is "EXECABORT Transaction discarded
+// because of: wrong number of arguments for 'exec' command"). Codes: NotFound for an unknown
+// command or subcommand, InvalidArgument for a wrong arity or an empty argv.
 absl::StatusOr<const CommandInfo*> ResolveCommand(absl::Span<const std::string_view> argv);
 
 // Argument positions of the keys of argv, as COMMAND GETKEYS would report them (key specs plus
 // the special forms: EVAL/FCALL numkeys, ZUNIONSTORE numkeys, XREAD STREAMS, MIGRATE KEYS,
 // SORT STORE, ...). Shard channels (kKeyNotKey) are included only when include_not_keys.
+//
+// `cmd` is what ResolveCommand returned (the subcommand for OBJECT ENCODING etc.) and argv the
+// whole request; positions index argv and come in Redis's order. *positions is cleared first.
+// OK with no positions for commands without keys. Errors: the arity error ResolveCommand gives,
+// or "ERR Invalid arguments specified for command" (GETKEYS's text) when a command needs keys
+// and its arguments name none (bad numkeys, XREAD without STREAMS, ...). Commands whose keys
+// are optional (EVAL, FCALL: no_mandatory_keys) and shard channels never fail that way.
+// Allocation-free unless a command has more than 8 keys.
 using KeyPositions = absl::InlinedVector<uint32_t, 8>;
 absl::Status GetKeyPositions(const CommandInfo& cmd, absl::Span<const std::string_view> argv,
                              KeyPositions* positions, bool include_not_keys = false);

@@ -39,7 +39,8 @@ class ReplyFramer {
   ReplyFramer(const ReplyFramer&) = delete;
   ReplyFramer& operator=(const ReplyFramer&) = delete;
 
-  // Appends bytes read from the stream. Returns false after a protocol error.
+  // Appends (copies) bytes read from the stream. Returns false after a protocol error, or when
+  // more than 1 GiB would be buffered unframed (hiredis 0.14 offsets are ints: also an error).
   bool Feed(const char* data, size_t length);
   // Extracts the next complete top-level reply. kError: the stream is corrupt (see error()); the
   // connection must be dropped.
@@ -47,7 +48,10 @@ class ReplyFramer {
 
   // Bytes fed but not yet returned in a frame.
   size_t buffered() const;
+  // Why the stream is corrupt once Feed() returned false or Next() kError; empty before. Valid
+  // until Reset().
   std::string_view error() const;
+  // Forgets buffered bytes and any error, e.g. for a new connection.
   void Reset();
 
  private:

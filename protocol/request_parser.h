@@ -21,7 +21,7 @@ namespace slotpilot::protocol {
 // option of the proxy.
 struct RequestLimits {
   size_t max_bulk_bytes = 512u * 1024 * 1024;  // Redis proto-max-bulk-len default
-  size_t max_args = 1024 * 1024;               // arguments in one multibulk request
+  size_t max_args = 1024 * 1024;               // arguments in one request (inline ones too)
   size_t max_inline_bytes = 64 * 1024;         // inline line / count line without a newline
 };
 
@@ -33,8 +33,10 @@ enum class ParseStatus : uint8_t {
 
 struct ParseResult {
   ParseStatus status = ParseStatus::kNeedMore;
-  size_t consumed = 0;     // bytes of the framed request (kComplete only)
-  std::string_view error;  // static text in Redis's wording, e.g. "Protocol error: invalid bulk length"
+  size_t consumed = 0;  // bytes of the framed request (kComplete only)
+  // kError only: text in Redis's wording, e.g. "Protocol error: invalid bulk length". Static
+  // storage, except "expected '$', got 'x'", which lives in the parser until the next Parse().
+  std::string_view error;
 };
 
 // Where one argument lies. For multibulk requests `offset` is relative to the first byte of the
@@ -79,19 +81,35 @@ class RequestParser {
   const RequestLimits& limits() const { return limits_; }
 
  private:
-  enum class State : uint8_t { kStart, kMultibulkCount, kBulkHeader, kBulkPayload };
+  enum class State : uint8_t { kStart, kMultibulkCount, kBulkHeader, kBulkPayload, kInline };
+  enum class LineStatus : uint8_t { kFound, kNeedMore, kTooBig };
+  enum class CountLine : uint8_t { kOk, kNeedMore, kTooBig, kBadPrefix, kBadNumber };
+  enum class Step : uint8_t { kNext, kStop };
+
+  void BeginRequest(char first_byte);
   ParseResult ParseMultibulk(std::string_view data);
+  Step ReadMultibulkCount(std::string_view data, ParseResult* result);
+  Step ReadBulkHeader(std::string_view data, ParseResult* result);
+  Step ReadBulkPayload(std::string_view data, ParseResult* result);
   ParseResult ParseInline(std::string_view data);
+  bool TryFastCountLine(std::string_view data, char prefix, int64_t* value, size_t* cr) const;
+  CountLine ReadCountLine(std::string_view data, char prefix, int64_t* value, size_t* cr);
+  CountLine ReadCountLineSlow(std::string_view data, char prefix, int64_t* value, size_t* cr);
+  LineStatus FindLineEnd(std::string_view data, char terminator, size_t* end);
+  ParseResult Complete(size_t consumed);
   ParseResult Fail(std::string_view error);
+  ParseResult FailExpectedDollar(char got);
 
   RequestLimits limits_;
   State state_ = State::kStart;
   bool inline_ = false;
   size_t pos_ = 0;              // bytes of the current request already framed
+  size_t scanned_ = 0;          // bytes after pos_ known not to hold the line terminator
   int64_t args_expected_ = 0;   // multibulk count of the current request
   int64_t bulk_length_ = -1;    // length of the bulk being read
   std::vector<ArgRef> args_;
   std::string inline_storage_;
+  char expected_dollar_error_[48] = {};  // "Protocol error: expected '$', got 'x'"
 };
 
 }  // namespace slotpilot::protocol

@@ -27,10 +27,11 @@ struct RespValue {
 };
 
 // Decodes one complete reply from the start of `bytes` (through hiredis). Fails on incomplete
-// or malformed input. `consumed` (optional) receives the reply's length.
+// input (OutOfRange) or malformed input (InvalidArgument). `consumed` (optional) receives the
+// reply's length. A nil array decodes as kNil.
 absl::StatusOr<RespValue> DecodeReply(std::string_view bytes, size_t* consumed = nullptr);
 
-// Encoders (append to *out).
+// Encoders (append to *out). Status and error lines cannot hold CR or LF: they become spaces.
 void AppendCommand(std::string* out, absl::Span<const std::string_view> args);  // *N $len ...
 void AppendStatus(std::string* out, std::string_view status);                   // +OK
 void AppendError(std::string* out, std::string_view error);                     // -ERR ... (CR/LF replaced by spaces)

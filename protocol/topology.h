@@ -20,7 +20,9 @@ struct SlotRange {
 };
 
 struct NodeEndpoint {
-  std::string host;  // preferred endpoint as the cluster reports it (IP or hostname)
+  // Preferred endpoint as the cluster reports it (IP or hostname). In CLUSTER SLOTS, "" means
+  // "the node you asked" and "?" means unknown (Redis 7); both are passed through as sent.
+  std::string host;
   uint16_t port = 0;
   std::string id;    // node id (40 hex chars) when reported, else empty
   friend bool operator==(const NodeEndpoint&, const NodeEndpoint&) = default;
