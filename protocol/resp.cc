@@ -1,5 +1,7 @@
 #include "protocol/resp.h"
 
+#include "protocol/strings.h"
+
 #include <memory>
 
 #include "absl/status/status.h"
@@ -176,6 +178,41 @@ std::string DebugString(const RespValue& value) {
   std::string out;
   AppendDebug(&out, value);
   return out;
+}
+
+}  // namespace slotpilot::protocol
+
+namespace slotpilot::protocol {
+
+absl::Status SplitArrayElements(std::string_view reply, std::vector<std::string_view>* elements) {
+  elements->clear();
+  size_t eol = reply.find("\r\n");
+  int64_t count = 0;
+  if (reply.empty() || reply[0] != '*' || eol == std::string_view::npos ||
+      !ParseInt(reply.substr(1, eol - 1), &count)) {
+    return absl::InvalidArgumentError("not an array reply");
+  }
+  if (count <= 0) return absl::OkStatus();
+  std::string_view body = reply.substr(eol + 2);
+  ReplyFramer framer(/*retain_buffer_bytes=*/0);
+  framer.Feed(body.data(), body.size());
+  size_t offset = 0;
+  ReplyFrame frame;
+  for (int64_t i = 0; i < count; ++i) {
+    if (framer.Next(&frame) != FrameStatus::kFrame) return absl::InvalidArgumentError("truncated array reply");
+    elements->push_back(body.substr(offset, frame.length));
+    offset += frame.length;
+  }
+  return absl::OkStatus();
+}
+
+std::optional<int64_t> IntegerReply(std::string_view reply) {
+  int64_t value = 0;
+  if (reply.size() < 4 || reply[0] != ':' || reply.substr(reply.size() - 2) != "\r\n" ||
+      !ParseInt(reply.substr(1, reply.size() - 3), &value)) {
+    return std::nullopt;
+  }
+  return value;
 }
 
 }  // namespace slotpilot::protocol

@@ -6,10 +6,12 @@
 #define SLOTPILOT_PROTOCOL_RESP_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "protocol/reply_parser.h"
@@ -40,6 +42,13 @@ void AppendBulk(std::string* out, std::string_view value);                      
 void AppendNil(std::string* out);                                               // $-1
 void AppendArrayHeader(std::string* out, int64_t count);                        // *N (-1: nil array)
 void AppendValue(std::string* out, const RespValue& value);                     // any tree
+
+// Splits a complete array reply ("*N\r\n" + N elements) into the bytes of its top-level elements
+// (each a complete reply, nested arrays included). Fails on anything but an array; a nil array
+// gives no elements.
+absl::Status SplitArrayElements(std::string_view reply, std::vector<std::string_view>* elements);
+// The value of a complete integer reply (":42\r\n"); nullopt for anything else.
+std::optional<int64_t> IntegerReply(std::string_view reply);
 
 // Readable one-line rendering for logs and test failure messages.
 std::string DebugString(const RespValue& value);

@@ -41,12 +41,40 @@ constexpr std::string_view kForbidden[] = {
     "function|restore", "memory|purge",
 };
 
-// Keyless or multi-node commands whose proxy support needs fan-out, merging or pinned
-// connections (transactions, blocking, pub/sub). Until then: a clear error, never a wrong answer.
+// Commands whose proxy support needs pinned connections (transactions, blocking, pub/sub), and
+// keyless ones no merge makes sense for. A clear error, never a wrong answer.
 constexpr std::string_view kUnsupported[] = {
     "multi", "exec", "discard", "watch", "unwatch", "subscribe", "unsubscribe", "psubscribe",
-    "punsubscribe", "ssubscribe", "sunsubscribe", "keys", "scan", "dbsize", "randomkey",
-    "flushall", "flushdb", "script", "function", "wait", "client", "config", "pubsub",
+    "punsubscribe", "ssubscribe", "sunsubscribe", "wait", "client", "config", "pubsub",
+    "script", "function",
+};
+
+// Multi-key commands split per slot and merged (non-atomic across slots, like a cluster client).
+struct SplitSpec {
+  std::string_view name;
+  MergeKind merge;
+  bool pairs;
+};
+constexpr SplitSpec kSplit[] = {
+    {"mget", MergeKind::kArrayByKey, false}, {"mset", MergeKind::kAllOk, true},
+    {"del", MergeKind::kSumIntegers, false}, {"unlink", MergeKind::kSumIntegers, false},
+    {"exists", MergeKind::kSumIntegers, false}, {"touch", MergeKind::kSumIntegers, false},
+};
+
+// Keyspace-wide commands sent to every master.
+struct AllMastersSpec {
+  std::string_view name;
+  MergeKind merge;
+  bool admin;  // only with --allow-admin-commands
+};
+constexpr AllMastersSpec kAllMasters[] = {
+    {"dbsize", MergeKind::kSumIntegers, false},      {"keys", MergeKind::kConcatArrays, false},
+    {"randomkey", MergeKind::kRandomNonNil, false},  {"flushall", MergeKind::kAllOk, false},
+    {"flushdb", MergeKind::kAllOk, false},           {"script|load", MergeKind::kSameReply, false},
+    {"script|flush", MergeKind::kAllOk, false},      {"script|exists", MergeKind::kAndIntegers, false},
+    {"function|load", MergeKind::kSameReply, false}, {"function|delete", MergeKind::kAllOk, false},
+    {"function|flush", MergeKind::kAllOk, false},    {"config|set", MergeKind::kAllOk, true},
+    {"config|resetstat", MergeKind::kAllOk, true},
 };
 
 CommandClass ClassOf(const CommandInfo& c) {
@@ -102,9 +130,20 @@ class PolicyTable {
         p.command_class = CommandClass::kLocal;
       }
     }
-    if (allow_admin && (name == "config|set" || name == "config|resetstat")) {
-      p.route = CommandRoute::kUnsupported;  // fan-out to every master comes with command coverage
+    for (const SplitSpec& split : kSplit) {
+      if (split.name == name) {
+        p.route = CommandRoute::kSplitByKey;
+        p.merge = split.merge;
+        p.key_value_pairs = split.pairs;
+      }
     }
+    for (const AllMastersSpec& all : kAllMasters) {
+      if (all.name == name && (!all.admin || allow_admin)) {
+        p.route = CommandRoute::kAllMasters;
+        p.merge = all.merge;
+      }
+    }
+    if (name == "scan") p.route = CommandRoute::kScan;
     p.allowed_before_auth = name == "auth" || name == "hello" || name == "quit" || name == "reset";
     if (p.route == CommandRoute::kForbidden) {
       p.error = StrCat("ERR slotpilot: '", DisplayName(c), "' is not allowed through the proxy");
@@ -115,8 +154,8 @@ class PolicyTable {
   }
 
   absl::flat_hash_map<const CommandInfo*, CommandPolicy> policies_;
-  CommandPolicy fallback_{CommandRoute::kUnsupported, LocalCommand::kNone, CommandClass::kOther,
-                          false, "ERR slotpilot: command not supported"};
+  CommandPolicy fallback_{.route = CommandRoute::kUnsupported,
+                          .error = "ERR slotpilot: command not supported"};
 };
 
 }  // namespace

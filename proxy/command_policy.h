@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "protocol/command_table.h"
+#include "proxy/fanout.h"
 #include "proxy/stats.h"
 
 namespace slotpilot::proxy {
@@ -18,7 +19,10 @@ enum class CommandRoute : uint8_t {
   kAnyMaster,    // keyless, and any master answers the same (TIME, COMMAND, PUBLISH, ...)
   kLocal,        // answered by the proxy (PING, HELLO, AUTH, SELECT, ...)
   kForbidden,    // must not pass a proxy (MONITOR, CLUSTER SETSLOT, SHUTDOWN, ...)
-  kUnsupported,  // needs work not done yet (fan-out, pinned connections)
+  kUnsupported,  // needs work not done yet (pinned connections)
+  kSplitByKey,   // MGET, MSET, DEL, ...: one sub-request per slot, merged in key order
+  kAllMasters,   // DBSIZE, KEYS, FLUSHALL, SCRIPT LOAD, ...: every master, merged
+  kScan,         // SCAN: one master at a time, the cursor says which
 };
 
 enum class LocalCommand : uint8_t {
@@ -31,6 +35,8 @@ struct CommandPolicy {
   LocalCommand local = LocalCommand::kNone;
   CommandClass command_class = CommandClass::kOther;
   bool allowed_before_auth = false;
+  MergeKind merge = MergeKind::kAllOk;  // kSplitByKey / kAllMasters
+  bool key_value_pairs = false;         // kSplitByKey: each key is followed by its value (MSET)
   std::string error;  // full error line for kForbidden / kUnsupported, without "-" and CRLF
 };
 

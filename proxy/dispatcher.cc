@@ -57,6 +57,12 @@ void Dispatcher::Dispatch(ClientSession* session, absl::Span<const std::string_v
       break;
     case CommandRoute::kAnyMaster:
       break;
+    case CommandRoute::kSplitByKey:
+      return SplitByKey(policy, **cmd, argv, std::move(raw), r);
+    case CommandRoute::kAllMasters:
+      return SendToAllMasters(policy, argv, std::move(raw), r);
+    case CommandRoute::kScan:
+      return Scan(argv, r);
   }
   Forward(r, argv, std::move(raw));
 }
@@ -103,6 +109,9 @@ void Dispatcher::RunLocal(ClientSession* session, LocalCommand command,
   scratch_.clear();
   switch (command) {
     case LocalCommand::kPing:
+      if (argv.size() > 2) {  // arity -1 in the table; Redis checks the upper bound in pingCommand
+        return worker_->CompleteWithError(r, "ERR wrong number of arguments for 'ping' command");
+      }
       if (argv.size() > 1) {
         protocol::AppendBulk(&scratch_, argv[1]);
       } else {

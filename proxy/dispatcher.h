@@ -30,6 +30,13 @@ class Dispatcher {
   bool ComputeSlot(const protocol::CommandInfo& cmd, absl::Span<const std::string_view> argv,
                    Request* r);
   void Forward(Request* r, absl::Span<const std::string_view> argv, Slice raw);
+  // Fan-out (dispatcher_fanout.cc).
+  void SplitByKey(const CommandPolicy& policy, const protocol::CommandInfo& cmd,
+                  absl::Span<const std::string_view> argv, Slice raw, Request* r);
+  void SendToAllMasters(const CommandPolicy& policy, absl::Span<const std::string_view> argv,
+                        Slice raw, Request* r);
+  void Scan(absl::Span<const std::string_view> argv, Request* r);
+  Request* NewChild(Request* parent, std::string_view bytes);
   void RunLocal(ClientSession* session, LocalCommand command,
                 absl::Span<const std::string_view> argv, Request* r);
   void ReplyHello(ClientSession* session, absl::Span<const std::string_view> argv, Request* r);

@@ -66,7 +66,7 @@ void LoopHolder::Unpark(Request* r) {
   r->held = false;
   r->hops.Clear();
   r->asking = false;
-  if (!r->answered() && r->session != nullptr) worker_->follower().router().Route(r);
+  if (!r->abandoned()) worker_->follower().router().Route(r);
   worker_->CancelRetry(r);
 }
 

@@ -14,7 +14,7 @@ using protocol::ErrorKind;
 
 void RedirectFollower::OnReply(Upstream* from, Request* r, const protocol::ReplyFrame& frame,
                                Slice reply) {
-  if (r->answered() || r->session == nullptr) return;  // timed out, or the client is gone
+  if (r->abandoned()) return;  // timed out, or the client is gone
   if (frame.type != protocol::ReplyType::kError) {
     if (r->probing) worker_->holder().OnProbeResolved(r);
     worker_->Complete(r, std::move(reply), /*is_error=*/false);
@@ -97,7 +97,8 @@ void RedirectFollower::RetryLater(Request* r, RetryReason reason, Slice reply) {
   }
   worker_->stats().retries[static_cast<size_t>(reason)].Add();
   ++r->retries;
-  r->asking = false;  // a retry starts from the slot map again
+  r->asking = false;  // a retry starts from the slot map again: a new attempt, a new hop chain
+  r->hops.Clear();    // (else ASK + TRYAGAIN during a healthy migration counts as a hop-limit loop)
   r->state = RequestState::kWaitingRetry;
   worker_->ScheduleRetry(r, due);
 }
@@ -107,7 +108,7 @@ void RedirectFollower::OnRetryDue(Request* r) {
     worker_->holder().Expire(r);
     return;
   }
-  if (r->answered() || r->session == nullptr) return;
+  if (r->abandoned()) return;
   router_.Route(r);
 }
 

@@ -1,6 +1,38 @@
 #include "proxy/request.h"
 
+#include "proxy/fanout.h"
+
 namespace slotpilot::proxy {
+
+Request::Request() {
+  deadline_timer.owner = this;
+  retry_timer.owner = this;
+}
+
+Request::~Request() = default;
+
+void Request::ResetForReuse() {
+  session = nullptr;
+  refs = 0;
+  bytes.Reset();
+  reply.Reset();
+  state = RequestState::kNew;
+  keyed = false;
+  asking = false;
+  held = false;
+  probing = false;
+  retries = 0;
+  hold_deadline_ms = 0;
+  target_node = -1;
+  parent = nullptr;
+  child_index = 0;
+  fanout.reset();
+  slot = 0;
+  command_class = 0;
+  node = -1;
+  hops.Clear();
+}
+
 
 RequestPool::~RequestPool() {
   while (free_ != nullptr) {

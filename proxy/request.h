@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@
 namespace slotpilot::proxy {
 
 class ClientSession;
+class FanOut;
 
 enum class RedirectKind : uint8_t { kMoved, kAsk };
 
@@ -55,6 +57,8 @@ enum class RequestState : uint8_t {
 // Reference counted: the client session holds one reference until the reply is written; an
 // upstream holds one while the request is in its FIFO; the retry wheel holds one while it waits.
 struct Request {
+  Request();
+  ~Request();
   ClientSession* session = nullptr;  // null once the client is gone
   uint8_t refs = 0;
   Slice bytes;                       // the command as sent upstream (original RESP bytes)
@@ -68,6 +72,10 @@ struct Request {
   uint16_t slot = 0;
   uint16_t command_class = 0;        // metrics bucket
   int32_t node = -1;                 // worker-local node the request was last sent to
+  int32_t target_node = -1;          // keyless sub-request pinned to one node (fan-out), else -1
+  Request* parent = nullptr;         // sub-request of a split or fan-out (holds a reference)
+  uint32_t child_index = 0;          // position among the parent's sub-requests
+  std::unique_ptr<FanOut> fanout;    // when this request is answered by sub-requests
   uint64_t arrival_ms = 0;           // uv_now() at arrival
   uint64_t deadline_ms = 0;          // uv_now() based
   uint64_t hold_deadline_ms = 0;     // when a held request gets the loop error (0: never held)
@@ -77,29 +85,17 @@ struct Request {
   TimerWheel::Node retry_timer;      // resends after a backoff
   Request* next_free = nullptr;
 
-  Request() {
-    deadline_timer.owner = this;
-    retry_timer.owner = this;
-  }
   bool answered() const { return state == RequestState::kDone; }
-
-  void ResetForReuse() {
-    session = nullptr;
-    refs = 0;
-    bytes.Reset();
-    reply.Reset();
-    state = RequestState::kNew;
-    keyed = false;
-    asking = false;
-    held = false;
-    probing = false;
-    retries = 0;
-    hold_deadline_ms = 0;
-    slot = 0;
-    command_class = 0;
-    node = -1;
-    hops.Clear();
+  // Nobody waits for this request any more: answered, or its client (through its parent, for a
+  // sub-request) is gone or already answered.
+  bool abandoned() const {
+    if (answered()) return true;
+    const Request* owner = parent != nullptr ? parent : this;
+    return owner->session == nullptr || (parent != nullptr && parent->answered());
   }
+
+  // Back to the state of a new Request (pool reuse).
+  void ResetForReuse();
 };
 
 // Free list of Requests. Never shrinks below its high-water mark minus `max_free`.

@@ -8,6 +8,10 @@ namespace slotpilot::proxy {
 
 void Router::Route(Request* r) {
   RoutingTable& table = worker_->routing();
+  if (r->target_node >= 0) {
+    SendTo(r, static_cast<uint16_t>(r->target_node));
+    return;
+  }
   if (r->keyed) {
     uint16_t node = table.NodeForSlot(r->slot);
     if (node == RoutingTable::kNoNode) {

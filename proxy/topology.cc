@@ -18,6 +18,10 @@ absl::StatusOr<Topology> BuildTopology(const std::vector<protocol::SlotsEntry>& 
   topology.slot_master.fill(-1);
   absl::flat_hash_map<std::string, int16_t> index_by_address;
   for (const protocol::SlotsEntry& entry : entries) {
+    if (entry.range.first > entry.range.last || entry.range.last >= protocol::kSlotCount) {
+      return absl::InvalidArgumentError(
+          StrCat("bad slot range ", entry.range.first, "-", entry.range.last));
+    }
     std::string host = entry.master.host;
     if (host.empty() || host == "?") host = answered_by_host;
     std::string address = FormatAddress(host, entry.master.port);

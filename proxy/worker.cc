@@ -9,6 +9,7 @@
 #include "protocol/strings.h"
 #include "protocol/resp.h"
 #include "proxy/client_session.h"
+#include "proxy/fanout.h"
 #include "proxy/logging.h"
 #include "proxy/upstream.h"
 
@@ -79,6 +80,9 @@ absl::Status Worker::Start() {
   uv_check_init(&loop_, &check_);
   check_.data = this;
   uv_check_start(&check_, OnCheck);
+  uv_prepare_init(&loop_, &prepare_);
+  prepare_.data = this;
+  uv_prepare_start(&prepare_, OnPrepare);
   uv_async_init(&loop_, &async_, OnAsync);
   async_.data = this;
   for (uv_timer_t* t : {&deadline_timer_, &retry_timer_, &sweep_timer_, &drain_timer_, &hold_timer_}) {
@@ -202,7 +206,9 @@ void Worker::Release(Request* r) {
   if (--r->refs != 0) return;
   deadlines_.Cancel(&r->deadline_timer);
   retries_.Cancel(&r->retry_timer);
+  Request* parent = r->parent;
   requests_.Put(r);
+  if (parent != nullptr) Release(parent);  // the reference this sub-request held
 }
 
 void Worker::Complete(Request* r, Slice reply, bool is_error) {
@@ -214,6 +220,11 @@ void Worker::Complete(Request* r, Slice reply, bool is_error) {
   deadlines_.Cancel(&r->deadline_timer);
   r->reply = std::move(reply);
   r->state = RequestState::kDone;
+  if (r->parent != nullptr) {  // a sub-request: its parent merges, and is what the client sees
+    if (!r->parent->answered() && r->parent->fanout != nullptr) r->parent->fanout->OnChildDone(this, r);
+    return;
+  }
+  if (r->fanout != nullptr) r->fanout->Abandon(this);  // answered early (deadline): drop children
   stats_.latency.Observe((uv_hrtime() - r->arrival_ns) / 1000);
   if (is_error) stats_.errors[r->command_class].Add();
   if (r->session != nullptr) r->session->OnRequestDone(r);
@@ -336,6 +347,10 @@ void Worker::MarkDirty(Upstream* upstream) {
 
 void Worker::OnCheck(uv_check_t* handle) { static_cast<Worker*>(handle->data)->FlushDirty(); }
 
+// Timer callbacks (deadlines, retries, holds, connect timeouts) run before the poll; without this
+// their replies and resends would wait for the next wake-up (up to the 1 s sweep).
+void Worker::OnPrepare(uv_prepare_t* handle) { static_cast<Worker*>(handle->data)->FlushDirty(); }
+
 // Writes everything queued during this loop turn: one gathered write per connection.
 void Worker::FlushDirty() {
   std::vector<Upstream*> upstreams;
@@ -404,7 +419,8 @@ void Worker::CloseEverything() {
   retries_.Advance(~0ull, [this](TimerWheel::Node* n) { Release(static_cast<Request*>(n->owner)); });
   upstreams_.clear();
   dirty_upstreams_.clear();
-  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&check_), reinterpret_cast<uv_handle_t*>(&async_),
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&check_), reinterpret_cast<uv_handle_t*>(&prepare_),
+                         reinterpret_cast<uv_handle_t*>(&async_),
                          reinterpret_cast<uv_handle_t*>(&deadline_timer_), reinterpret_cast<uv_handle_t*>(&retry_timer_),
                          reinterpret_cast<uv_handle_t*>(&sweep_timer_), reinterpret_cast<uv_handle_t*>(&drain_timer_),
                          reinterpret_cast<uv_handle_t*>(&hold_timer_)}) {

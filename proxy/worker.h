@@ -112,6 +112,7 @@ class Worker {
   void Run();
   static void OnConnection(uv_stream_t* server, int status);
   static void OnCheck(uv_check_t* handle);
+  static void OnPrepare(uv_prepare_t* handle);
   static void OnAsync(uv_async_t* handle);
   static void OnDeadlineTick(uv_timer_t* handle);
   static void OnRetryTick(uv_timer_t* handle);
@@ -134,7 +135,8 @@ class Worker {
   uv_loop_t loop_;
   uv_tcp_t listener_;
   int listen_fd_ = -1;
-  uv_check_t check_;
+  uv_check_t check_;      // flushes what I/O callbacks queued, right after the poll
+  uv_prepare_t prepare_;  // flushes what timer callbacks queued, before the loop blocks again
   uv_async_t async_;
   uv_timer_t deadline_timer_;
   uv_timer_t retry_timer_;

@@ -1,10 +1,13 @@
 #include "tests/support/redis_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +36,20 @@ bool CanBind(int port) {
   return ok;
 }
 
+// Takes the same lock file the Python harness (tests/integration/harness.py) takes for a port, so
+// concurrent test processes never pick the same port. The lock is held until this process exits.
+bool LockPort(int port) {
+  mkdir("/tmp/slotpilot-ports", 0777);
+  std::string path = absl::StrCat("/tmp/slotpilot-ports/", port, ".lock");
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) return true;  // no lock directory: fall back to the bind probe alone
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return false;
+  }
+  return true;  // fd intentionally kept open: the lock lives as long as the process
+}
+
 }  // namespace
 
 absl::StatusOr<int> PickFreePortPair(int low, int high) {
@@ -40,7 +57,8 @@ absl::StatusOr<int> PickFreePortPair(int low, int high) {
   std::uniform_int_distribution<int> dist(low, high - 1);
   for (int attempt = 0; attempt < 200; ++attempt) {
     int port = dist(rng);
-    if (CanBind(port) && CanBind(port + 10000)) return port;
+    if (!CanBind(port) || !CanBind(port + 10000)) continue;
+    if (LockPort(port) && LockPort(port + 10000)) return port;
   }
   return absl::UnavailableError("no free loopback port pair found");
 }
