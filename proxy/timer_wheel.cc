@@ -8,26 +8,45 @@ TimerWheel::TimerWheel(uint32_t tick_ms, uint32_t slots) : tick_ms_(tick_ms), sl
   for (Node& head : slots_) head.prev = head.next = &head;
 }
 
+// Nodes due in a tick Advance has already passed (or is processing) go into the slot processed
+// next, so they are never a whole revolution late.
+uint64_t TimerWheel::SlotTickFor(uint64_t due_tick) const {
+  uint64_t earliest = current_tick_ != kNoTick ? current_tick_ : next_tick_;
+  return due_tick < earliest ? earliest : due_tick;
+}
+
 void TimerWheel::Schedule(Node* node, uint64_t due_ms) {
   if (node->scheduled()) Cancel(node);
   node->due_ms = due_ms;
-  uint64_t due_tick = due_ms / tick_ms_;
-  // Advance visits the slots from last_tick_ on. A node due before that tick (already due, or
-  // scheduled before the first Advance) would wait a whole revolution: start there instead.
-  if (last_tick_ == 0 || due_tick < last_tick_) last_tick_ = due_tick;
-  Node* head = &slots_[due_tick % slots_.size()];
-  node->next = head->next;
-  node->prev = head;
-  head->next->prev = node;
-  head->next = node;
+  LinkAfter(&slots_[SlotTickFor(due_ms / tick_ms_) % slots_.size()], node);
   ++size_;
+}
+
+void TimerWheel::Splice(Node* from, Node* to) {
+  if (from->next == from) return;
+  to->next = from->next;
+  to->prev = from->prev;
+  to->next->prev = to;
+  to->prev->next = to;
+  from->next = from->prev = from;
+}
+
+void TimerWheel::Unlink(Node* n) {
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->prev = n->next = nullptr;
+}
+
+void TimerWheel::LinkAfter(Node* head, Node* n) {
+  n->next = head->next;
+  n->prev = head;
+  head->next->prev = n;
+  head->next = n;
 }
 
 void TimerWheel::Cancel(Node* node) {
   if (!node->scheduled()) return;
-  node->prev->next = node->next;
-  node->next->prev = node->prev;
-  node->prev = node->next = nullptr;
+  Unlink(node);
   assert(size_ > 0);
   --size_;
 }

@@ -29,35 +29,59 @@ class TimerWheel {
   uint32_t tick_ms() const { return tick_ms_; }
 
   // Removes every node due at or before now_ms and calls fire(node) for each. `fire` may schedule
-  // or cancel other nodes.
+  // or cancel other nodes; a node it schedules as already due fires in this same call.
   template <typename Fire>
   void Advance(uint64_t now_ms, Fire&& fire) {
     uint64_t now_tick = now_ms / tick_ms_;
-    if (last_tick_ == 0 || now_tick < last_tick_) last_tick_ = now_tick;
-    uint64_t from = last_tick_;
-    if (now_tick - from >= slots_.size()) from = now_tick - slots_.size() + 1;  // visit each slot once
-    for (uint64_t t = from; t <= now_tick; ++t) FireSlot(&slots_[t % slots_.size()], now_ms, fire);
-    last_tick_ = now_tick;
+    if (now_tick < next_tick_) now_tick = next_tick_;  // the clock went backwards
+    uint64_t from = next_tick_;
+    if (now_tick - from >= slots_.size()) from = now_tick - slots_.size() + 1;  // each slot once
+    for (uint64_t t = from;; ++t) {
+      current_tick_ = t;
+      FireSlot(&slots_[t % slots_.size()], now_ms, fire);
+      if (t == now_tick) break;
+    }
+    // The last tick is visited again next time: its slot may hold nodes due later in that tick.
+    next_tick_ = now_tick;
+    current_tick_ = kNoTick;
   }
 
  private:
+  static constexpr uint64_t kNoTick = ~uint64_t{0};
+
+  // Fires the due nodes of one slot. The slot's list is detached first so nodes that are not due
+  // are put back in one pass; nodes scheduled as due by a callback land in this slot again and
+  // are picked up by the next round.
   template <typename Fire>
   void FireSlot(Node* head, uint64_t now_ms, Fire& fire) {
-    Node* n = head->next;
-    while (n != head) {
-      Node* next = n->next;
-      if (n->due_ms <= now_ms) {
-        Cancel(n);
-        fire(n);
-        next = head->next;  // fire() may have changed this slot: restart (due nodes are gone)
+    while (head->next != head) {
+      Node pending;
+      pending.prev = pending.next = &pending;
+      Splice(head, &pending);  // head's nodes now hang off `pending`
+      bool fired = false;
+      while (pending.next != &pending) {
+        Node* n = pending.next;
+        Unlink(n);
+        if (n->due_ms <= now_ms) {
+          --size_;
+          fire(n);
+          fired = true;
+        } else {
+          LinkAfter(head, n);
+        }
       }
-      n = next;
+      if (!fired) return;
     }
   }
+  static void Splice(Node* from, Node* to);
+  static void Unlink(Node* n);
+  static void LinkAfter(Node* head, Node* n);
+  uint64_t SlotTickFor(uint64_t due_tick) const;
 
   uint32_t tick_ms_;
   std::vector<Node> slots_;  // sentinel heads of circular lists
-  uint64_t last_tick_ = 0;
+  uint64_t next_tick_ = 0;            // first tick the next Advance visits
+  uint64_t current_tick_ = kNoTick;   // tick being processed inside Advance
   size_t size_ = 0;
 };
 
