@@ -24,15 +24,37 @@ constexpr std::array<uint16_t, 256> MakeCrc16Table() {
   return table;
 }
 
-constexpr std::array<uint16_t, 256> kCrc16Table = MakeCrc16Table();
+// Slicing-by-8: kSlices[k][b] is the CRC of byte b followed by k zero bytes. The CRC is linear,
+// so eight bytes (the running CRC folded into the first two) combine with eight independent
+// lookups instead of a chain of eight dependent ones: keys are short, but this is on every request.
+using SliceTables = std::array<std::array<uint16_t, 256>, 8>;
+constexpr SliceTables MakeSliceTables() {
+  SliceTables t{};
+  t[0] = MakeCrc16Table();
+  for (int k = 1; k < 8; ++k) {
+    for (int b = 0; b < 256; ++b) {
+      uint16_t prev = t[k - 1][b];
+      t[k][b] = static_cast<uint16_t>((prev << 8) ^ t[0][prev >> 8]);
+    }
+  }
+  return t;
+}
+
+constexpr SliceTables kSlices = MakeSliceTables();
 
 }  // namespace
 
 uint16_t Crc16(std::string_view data) {
   uint16_t crc = 0;
-  for (char c : data) {
-    const uint8_t index = static_cast<uint8_t>((crc >> 8) ^ static_cast<uint8_t>(c));
-    crc = static_cast<uint16_t>((crc << 8) ^ kCrc16Table[index]);
+  const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+  size_t n = data.size();
+  for (; n >= 8; n -= 8, p += 8) {
+    crc = static_cast<uint16_t>(
+        kSlices[7][p[0] ^ (crc >> 8)] ^ kSlices[6][p[1] ^ (crc & 0xFF)] ^ kSlices[5][p[2]] ^
+        kSlices[4][p[3]] ^ kSlices[3][p[4]] ^ kSlices[2][p[5]] ^ kSlices[1][p[6]] ^ kSlices[0][p[7]]);
+  }
+  for (; n > 0; --n, ++p) {
+    crc = static_cast<uint16_t>((crc << 8) ^ kSlices[0][static_cast<uint8_t>((crc >> 8) ^ *p)]);
   }
   return crc;
 }
