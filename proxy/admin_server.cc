@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <chrono>
+
 #include <nlohmann/json.hpp>
 
 #include "absl/time/time.h"
@@ -105,15 +107,22 @@ absl::Status AdminServer::Start() {
                                          FormatAddress(options_.host, options_.port)));
   }
   port_ = options_.port;
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listen_returned_ = true;
+  });
   return absl::OkStatus();
 }
 
 void AdminServer::Stop() {
-  if (thread_.joinable()) {
-    server_->stop();
-    thread_.join();
+  if (!thread_.joinable()) return;
+  // httplib's stop() does nothing before listen_after_bind() marks the server running: wait
+  // (bounded) for that, or the thread would stay in accept() and join() would never return.
+  for (int i = 0; i < 5000 && !server_->is_running() && !listen_returned_; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  server_->stop();
+  thread_.join();
 }
 
 bool AdminServer::Authorized(const std::string& header, int* status, std::string* why) const {
@@ -168,6 +177,9 @@ void AdminServer::Routes() {
   });
   s.Get("/v1/migrations", [this](const httplib::Request&, httplib::Response& res) {
     ReplyJson(res, source_->MigrationsJson());
+  });
+  s.Get("/v1/cluster", [this](const httplib::Request&, httplib::Response& res) {
+    ReplyJson(res, source_->ClusterJson());
   });
   s.Post(R"(/v1/migrations/(\d+)/(finish|rollback))", [this](const httplib::Request& req, httplib::Response& res) {
     int status = 0;

@@ -7,6 +7,7 @@
 #ifndef SLOTPILOT_PROXY_ADMIN_SERVER_H_
 #define SLOTPILOT_PROXY_ADMIN_SERVER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -41,6 +42,8 @@ class AdminSource {
   virtual std::string MigrationsJson() const = 0;
   // JSON text of the open slots known to the control plane ([] until the watcher polls).
   virtual std::string OpenSlotsJson() const = 0;
+  // JSON text of GET /v1/cluster: every master's health as the watcher's polls see it.
+  virtual std::string ClusterJson() const = 0;
   // POST /v1/migrations/{slot}/{finish|rollback}; Unimplemented until a watcher exists.
   virtual absl::Status RequestMigrationAction(uint16_t slot, const std::string& action) = 0;
   virtual std::string LogLevel() const = 0;
@@ -75,6 +78,7 @@ class AdminServer {
   AdminSource* source_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> listen_returned_{false};
   uint16_t port_ = 0;
 };
 

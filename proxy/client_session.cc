@@ -6,6 +6,9 @@
 #include "protocol/strings.h"
 #include "protocol/resp.h"
 #include "proxy/logging.h"
+#include "proxy/pubsub_relay.h"
+#include "proxy/transaction.h"
+#include "proxy/upstream.h"
 #include "proxy/worker.h"
 
 namespace slotpilot::proxy {
@@ -26,6 +29,47 @@ ClientSession::ClientSession(Worker* worker, uint64_t id)
 }
 
 ClientSession::~ClientSession() = default;
+
+Transaction& ClientSession::transaction() {
+  if (transaction_ == nullptr) transaction_ = std::make_unique<Transaction>(worker_, this);
+  return *transaction_;
+}
+
+bool ClientSession::in_transaction() const { return transaction_ != nullptr && transaction_->in_multi(); }
+
+PubSubRelay& ClientSession::pubsub() {
+  if (pubsub_ == nullptr) pubsub_ = std::make_unique<PubSubRelay>(worker_, this);
+  return *pubsub_;
+}
+
+bool ClientSession::subscribed() const { return pubsub_ != nullptr && pubsub_->subscribed(); }
+
+Upstream* ClientSession::DedicatedUpstream(uint16_t node) {
+  std::unique_ptr<Upstream>& u = dedicated_[node];
+  if (u == nullptr) {
+    const RoutingTable::Node& n = worker_->routing().node(node);
+    u = std::make_unique<Upstream>(worker_, node, n.host, n.port, Upstream::Role::kDedicated);
+  }
+  return u.get();
+}
+
+void ClientSession::ReleaseIdleDedicated() {
+  for (auto it = dedicated_.begin(); it != dedicated_.end();) {
+    if (it->second->in_flight() == 0) {
+      worker_->RetireUpstream(std::move(it->second));
+      it = dedicated_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void ClientSession::ResetState() {
+  if (transaction_ != nullptr) transaction_->Reset();
+  if (pubsub_ != nullptr) pubsub_->Reset();
+  name.clear();
+  authenticated = false;
+}
 
 void ClientSession::Start() {
   uv_tcp_nodelay(&tcp_, 1);
@@ -277,6 +321,11 @@ void ClientSession::Close(std::string_view why) {
   while (!ready_.empty()) worker_->Release(ready_.pop_front());
   // writing_ is released by the write callbacks, which uv_close runs with UV_ECANCELED.
   input_.Release();
+  // Pinned connections go now: the server forgets blocked commands, watches and subscriptions.
+  if (transaction_ != nullptr) transaction_->Reset();
+  if (pubsub_ != nullptr) pubsub_->Reset();
+  for (auto& [node, u] : dedicated_) worker_->RetireUpstream(std::move(u));
+  dedicated_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), OnCloseCb);
 }
 

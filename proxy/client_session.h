@@ -15,6 +15,8 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +28,9 @@
 
 namespace slotpilot::proxy {
 
+class PubSubRelay;
+class Transaction;
+class Upstream;
 class Worker;
 
 class ClientSession {
@@ -56,10 +61,25 @@ class ClientSession {
   // Worker's periodic sweep: closes idle or slowloris connections.
   void Sweep(uint64_t now_ms);
 
+  // MULTI/EXEC state (created on first use).
+  Transaction& transaction();
+  bool in_transaction() const;
+  // Subscribed-mode state (created on first use).
+  PubSubRelay& pubsub();
+  bool subscribed() const;
+  // This client's own connection to `node` for blocking commands (created on demand).
+  Upstream* DedicatedUpstream(uint16_t node);
+  // Releases dedicated connections with nothing in flight (after a blocking command returns).
+  void ReleaseIdleDedicated();
+  // RESET: leaves subscribed mode, discards the transaction, forgets name and authentication.
+  void ResetState();
+
   // Per-connection state of proxy-served commands.
   uint64_t id() const { return id_; }
   bool authenticated = false;
   std::string name;  // CLIENT SETNAME
+  uint64_t retry_batch_due_ms = 0;  // when this client's requests waiting for a retry are resent
+  int32_t last_write_node = -1;  // node of the last write (WAIT asks there)
   uint64_t created_ms = 0;
   uint64_t last_activity_ms = 0;
   std::string peer;  // "ip:port"
@@ -100,6 +120,9 @@ class ClientSession {
   bool closing_ = false;
   bool close_after_replies_ = false;
   std::vector<uv_buf_t> iov_;
+  std::unique_ptr<Transaction> transaction_;
+  std::unique_ptr<PubSubRelay> pubsub_;
+  std::map<uint16_t, std::unique_ptr<Upstream>> dedicated_;  // blocking commands, by node
 };
 
 }  // namespace slotpilot::proxy

@@ -21,6 +21,12 @@ const std::pair<std::string_view, LocalCommand> kLocal[] = {
     {"cluster|keyslot", LocalCommand::kClusterKeySlot},
     {"reset", LocalCommand::kReset},        {"readonly", LocalCommand::kReadOnlyNoop},
     {"readwrite", LocalCommand::kReadOnlyNoop},
+    {"multi", LocalCommand::kMulti},        {"exec", LocalCommand::kExec},
+    {"discard", LocalCommand::kDiscard},    {"watch", LocalCommand::kWatch},
+    {"unwatch", LocalCommand::kUnwatch},    {"subscribe", LocalCommand::kSubscribe},
+    {"psubscribe", LocalCommand::kSubscribe}, {"unsubscribe", LocalCommand::kSubscribe},
+    {"punsubscribe", LocalCommand::kSubscribe}, {"ssubscribe", LocalCommand::kShardSubscribe},
+    {"sunsubscribe", LocalCommand::kShardUnsubscribe},
 };
 
 // Keyless commands every master answers alike.
@@ -44,9 +50,7 @@ constexpr std::string_view kForbidden[] = {
 // Commands whose proxy support needs pinned connections (transactions, blocking, pub/sub), and
 // keyless ones no merge makes sense for. A clear error, never a wrong answer.
 constexpr std::string_view kUnsupported[] = {
-    "multi", "exec", "discard", "watch", "unwatch", "subscribe", "unsubscribe", "psubscribe",
-    "punsubscribe", "ssubscribe", "sunsubscribe", "wait", "client", "config", "pubsub",
-    "script", "function",
+    "client", "config", "pubsub", "script", "function",
 };
 
 // Multi-key commands split per slot and merged (non-atomic across slots, like a cluster client).
@@ -86,7 +90,9 @@ CommandClass ClassOf(const CommandInfo& c) {
 CommandPolicy DefaultPolicy(const CommandInfo& c) {
   CommandPolicy p;
   p.command_class = ClassOf(c);
-  if (c.has(protocol::kCmdBlocking) || c.has(protocol::kCmdPubsub)) {
+  if (c.has(protocol::kCmdBlocking) || c.full_name == "wait") {
+    p.route = CommandRoute::kBlocking;
+  } else if (c.has(protocol::kCmdPubsub)) {
     p.route = CommandRoute::kUnsupported;
   } else if (c.key_spec_count > 0) {
     p.route = CommandRoute::kByKey;
@@ -144,7 +150,15 @@ class PolicyTable {
       }
     }
     if (name == "scan") p.route = CommandRoute::kScan;
+    if (name == "spublish") p.route = CommandRoute::kByKey;  // by the shard channel's slot
     p.allowed_before_auth = name == "auth" || name == "hello" || name == "quit" || name == "reset";
+    for (std::string_view n : {"subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe",
+                               "sunsubscribe", "ping", "quit", "reset"}) {
+      if (n == name) p.allowed_when_subscribed = true;
+    }
+    for (std::string_view n : {"exec", "discard", "multi", "watch", "quit", "reset"}) {
+      if (n == name) p.runs_in_multi = true;
+    }
     if (p.route == CommandRoute::kForbidden) {
       p.error = StrCat("ERR slotpilot: '", DisplayName(c), "' is not allowed through the proxy");
     } else if (p.route == CommandRoute::kUnsupported) {

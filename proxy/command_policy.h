@@ -23,11 +23,14 @@ enum class CommandRoute : uint8_t {
   kSplitByKey,   // MGET, MSET, DEL, ...: one sub-request per slot, merged in key order
   kAllMasters,   // DBSIZE, KEYS, FLUSHALL, SCRIPT LOAD, ...: every master, merged
   kScan,         // SCAN: one master at a time, the cursor says which
+  kBlocking,     // BLPOP, XREAD BLOCK, ...: the client's dedicated connection to the slot's node
 };
 
 enum class LocalCommand : uint8_t {
   kNone, kPing, kEcho, kQuit, kSelect, kHello, kAuth, kClientSetName, kClientGetName, kClientId,
   kInfo, kClusterKeySlot, kReset, kReadOnlyNoop,
+  // Transactions (Transaction) and subscribed mode (PubSubRelay).
+  kMulti, kExec, kDiscard, kWatch, kUnwatch, kSubscribe, kShardSubscribe, kShardUnsubscribe,
 };
 
 struct CommandPolicy {
@@ -37,6 +40,8 @@ struct CommandPolicy {
   bool allowed_before_auth = false;
   MergeKind merge = MergeKind::kAllOk;  // kSplitByKey / kAllMasters
   bool key_value_pairs = false;         // kSplitByKey: each key is followed by its value (MSET)
+  bool allowed_when_subscribed = false; // RESP2 subscribed mode: (P|S)(UN)SUBSCRIBE, PING, QUIT, RESET
+  bool runs_in_multi = false;           // executed, not queued, inside MULTI (EXEC, DISCARD, ...)
   std::string error;  // full error line for kForbidden / kUnsupported, without "-" and CRLF
 };
 

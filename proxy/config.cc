@@ -490,6 +490,9 @@ std::vector<Option> WatcherOptions() {
        "them, one watcher at a time under a lease."},
       {"stall-timeout", kReload, DurationValue(&Config::stall_timeout, ZeroIs::kInvalid),
        "A migrating slot whose remaining key count has not moved for this long is stalled."},
+      {"sidecar-id", kRestart, StringValue(&Config::sidecar_id, "string", "ID"),
+       "This proxy's identity in the watcher's lease (one acts per slot). Empty = "
+       "<hostname>-<pid>-<random>; in Kubernetes the pod name is a good choice."},
   };
 }
 

@@ -99,6 +99,7 @@ struct Config {
   // Watcher
   WatcherMode watcher = WatcherMode::kObserve;
   absl::Duration stall_timeout = absl::Seconds(60);
+  std::string sidecar_id;  // empty: generated at start-up
 
   // Throttle
   ThrottleMode throttle = ThrottleMode::kNode;

@@ -4,6 +4,8 @@
 #include "protocol/resp.h"
 #include "protocol/slot.h"
 #include "proxy/client_session.h"
+#include "proxy/pubsub_relay.h"
+#include "proxy/transaction.h"
 #include "proxy/version.h"
 #include "proxy/worker.h"
 
@@ -33,6 +35,7 @@ void Dispatcher::Dispatch(ClientSession* session, absl::Span<const std::string_v
   absl::StatusOr<const CommandInfo*> cmd = protocol::ResolveCommand(argv);
   if (!cmd.ok()) {
     worker_->stats().requests[static_cast<size_t>(CommandClass::kOther)].Add();
+    if (session->in_transaction()) session->transaction().MarkDirty();  // EXEC will abort
     worker_->CompleteWithError(r, AsStd(cmd.status().message()));
     return;
   }
@@ -41,19 +44,36 @@ void Dispatcher::Dispatch(ClientSession* session, absl::Span<const std::string_v
   r->command_class = static_cast<uint16_t>(policy.command_class);
   worker_->stats().requests[r->command_class].Add();
   if (!o.client_password.empty() && !session->authenticated && !policy.allowed_before_auth) {
+    if (session->in_transaction()) session->transaction().MarkDirty();
     worker_->CompleteWithError(r, kNoAuth);
+    return;
+  }
+  if (session->subscribed() && !policy.allowed_when_subscribed) {
+    worker_->CompleteWithError(
+        r, StrCat("ERR Can't execute '", (*cmd)->full_name,
+                  "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"));
+    return;
+  }
+  if (session->in_transaction() && !policy.runs_in_multi) {
+    session->transaction().Queue(**cmd, policy, argv, std::move(raw), r);
     return;
   }
   switch (policy.route) {
     case CommandRoute::kLocal:
-      RunLocal(session, policy.local, argv, r);
+      RunLocal(session, policy.local, **cmd, argv, std::move(raw), r);
       return;
+    case CommandRoute::kBlocking:
+      return Blocking(session, **cmd, argv, std::move(raw), r);
     case CommandRoute::kForbidden:
     case CommandRoute::kUnsupported:
       worker_->CompleteWithError(r, policy.error);
       return;
     case CommandRoute::kByKey:
       if (!ComputeSlot(**cmd, argv, r)) return;
+      if (policy.command_class == CommandClass::kWrite && r->keyed) {
+        uint16_t node = worker_->routing().NodeForSlot(r->slot);
+        if (node != RoutingTable::kNoNode) session->last_write_node = node;
+      }
       break;
     case CommandRoute::kAnyMaster:
       break;
@@ -89,14 +109,17 @@ bool Dispatcher::ComputeSlot(const CommandInfo& cmd, absl::Span<const std::strin
   return true;
 }
 
+Slice Dispatcher::Encoded(absl::Span<const std::string_view> argv, Slice raw) {
+  if (!raw.empty()) return raw;
+  scratch_.clear();  // inline command: upstreams get proper RESP
+  protocol::AppendCommand(&scratch_, argv);
+  return worker_->arena().Copy(scratch_);
+}
+
 void Dispatcher::Forward(Request* r, absl::Span<const std::string_view> argv, Slice raw) {
-  if (raw.empty()) {  // inline command: upstreams get proper RESP
-    scratch_.clear();
-    protocol::AppendCommand(&scratch_, argv);
-    raw = worker_->arena().Copy(scratch_);
-  }
-  r->bytes = std::move(raw);
+  r->bytes = Encoded(argv, std::move(raw));
   worker_->TrackDeadline(r);
+  if (worker_->follower().DeferBehindRetries(r)) return;  // must not overtake a retry
   worker_->follower().router().Route(r);
 }
 
@@ -104,8 +127,9 @@ void Dispatcher::ReplyLocal(Request* r, std::string_view bytes, bool is_error) {
   worker_->Complete(r, worker_->arena().Copy(bytes), is_error);
 }
 
-void Dispatcher::RunLocal(ClientSession* session, LocalCommand command,
-                          absl::Span<const std::string_view> argv, Request* r) {
+void Dispatcher::RunLocal(ClientSession* session, LocalCommand command, const CommandInfo& cmd,
+                          absl::Span<const std::string_view> argv, Slice raw, Request* r) {
+  if (RunTransactionOrPubSub(session, command, cmd, argv, std::move(raw), r)) return;
   scratch_.clear();
   switch (command) {
     case LocalCommand::kPing:
@@ -155,12 +179,11 @@ void Dispatcher::RunLocal(ClientSession* session, LocalCommand command,
       protocol::AppendInteger(&scratch_, protocol::KeyHashSlot(argv[2]));
       return ReplyLocal(r, scratch_, false);
     case LocalCommand::kReset:
-      session->name.clear();
-      session->authenticated = false;
+      session->ResetState();
       return ReplyLocal(r, "+RESET\r\n", false);
     case LocalCommand::kReadOnlyNoop:
       return ReplyLocal(r, "+OK\r\n", false);
-    case LocalCommand::kNone:
+    default:
       break;
   }
   worker_->CompleteWithError(r, "ERR slotpilot: internal error: unhandled local command");

@@ -37,8 +37,15 @@ class Dispatcher {
                         Slice raw, Request* r);
   void Scan(absl::Span<const std::string_view> argv, Request* r);
   Request* NewChild(Request* parent, std::string_view bytes);
-  void RunLocal(ClientSession* session, LocalCommand command,
-                absl::Span<const std::string_view> argv, Request* r);
+  void RunLocal(ClientSession* session, LocalCommand command, const protocol::CommandInfo& cmd,
+                absl::Span<const std::string_view> argv, Slice raw, Request* r);
+  bool RunTransactionOrPubSub(ClientSession* session, LocalCommand command,
+                              const protocol::CommandInfo& cmd,
+                              absl::Span<const std::string_view> argv, Slice raw, Request* r);
+  void Blocking(ClientSession* session, const protocol::CommandInfo& cmd,
+                absl::Span<const std::string_view> argv, Slice raw, Request* r);
+  // The request's own bytes, RESP-encoded when it came inline.
+  Slice Encoded(absl::Span<const std::string_view> argv, Slice raw);
   void ReplyHello(ClientSession* session, absl::Span<const std::string_view> argv, Request* r);
   void ReplyAuth(ClientSession* session, absl::Span<const std::string_view> argv, Request* r);
   void ReplyClientSetName(ClientSession* session, std::string_view name, Request* r);

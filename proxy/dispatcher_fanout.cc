@@ -92,7 +92,8 @@ void Dispatcher::SplitByKey(const CommandPolicy& policy, const protocol::Command
     }
     return Forward(r, argv, std::move(raw));
   }
-  r->fanout = std::make_unique<FanOut>(r, policy.merge);
+  auto* fanout = new FanOut(r, policy.merge);
+  r->group.reset(fanout);
   std::map<uint16_t, uint32_t> child_of_slot;
   std::vector<Request*> children;
   std::vector<std::string_view> child_argv;
@@ -108,13 +109,13 @@ void Dispatcher::SplitByKey(const CommandPolicy& policy, const protocol::Command
     child->keyed = true;
     child->slot = slot;
     child_of_slot[slot] = static_cast<uint32_t>(children.size());
-    r->fanout->AddChild(worker_, child);
+    fanout->AddChild(worker_, child);
     children.push_back(child);
   }
   std::map<uint16_t, uint32_t> next_element;
   for (uint32_t pos : keys_) {
     uint16_t slot = protocol::KeyHashSlot(argv[pos]);
-    r->fanout->MapKey(child_of_slot[slot], next_element[slot]++);
+    fanout->MapKey(child_of_slot[slot], next_element[slot]++);
   }
   worker_->TrackDeadline(r);
   for (Request* child : children) worker_->follower().router().Route(child);
@@ -131,7 +132,8 @@ void Dispatcher::SendToAllMasters(const CommandPolicy& policy,
     protocol::AppendCommand(&scratch_, argv);
     raw = worker_->arena().Copy(scratch_);
   }
-  r->fanout = std::make_unique<FanOut>(r, policy.merge);
+  auto* fanout = new FanOut(r, policy.merge);
+  r->group.reset(fanout);
   std::vector<Request*> children;
   for (uint16_t node : masters) {
     Request* child = worker_->NewRequest(nullptr);
@@ -139,7 +141,7 @@ void Dispatcher::SendToAllMasters(const CommandPolicy& policy,
     child->command_class = r->command_class;
     child->bytes = raw;  // every master gets the same bytes
     child->target_node = node;
-    r->fanout->AddChild(worker_, child);
+    fanout->AddChild(worker_, child);
     children.push_back(child);
   }
   worker_->TrackDeadline(r);
@@ -169,13 +171,14 @@ void Dispatcher::Scan(absl::Span<const std::string_view> argv, Request* r) {
   child_argv[1] = node_cursor_text;
   scratch_.clear();
   protocol::AppendCommand(&scratch_, child_argv);
-  r->fanout = std::make_unique<FanOut>(r, MergeKind::kCustom);
-  r->fanout->SetCustomMerge(MergeScan);
+  auto* fanout = new FanOut(r, MergeKind::kCustom);
+  r->group.reset(fanout);
+  fanout->SetCustomMerge(MergeScan);
   uint64_t next_plus1 = i + 1 < masters.size() ? masters[i + 1].first + 1u : 0;
-  r->fanout->context = masters[i].first | (next_plus1 << 16);
+  fanout->context = masters[i].first | (next_plus1 << 16);
   Request* child = NewChild(r, scratch_);
   child->target_node = masters[i].second;
-  r->fanout->AddChild(worker_, child);
+  fanout->AddChild(worker_, child);
   worker_->TrackDeadline(r);
   worker_->follower().router().Route(child);
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "proxy/request.h"
+#include "proxy/sub_requests.h"
 
 namespace slotpilot::proxy {
 
@@ -33,7 +34,7 @@ enum class MergeKind : uint8_t {
   kCustom,        // merge function given by the caller
 };
 
-class FanOut {
+class FanOut : public SubRequests {
  public:
   using CustomMerge = std::string (*)(const FanOut& fanout, std::string* error);
 
@@ -48,9 +49,9 @@ class FanOut {
   uint64_t context = 0;
 
   // A child was answered. Merges and answers the parent once every child is.
-  void OnChildDone(Worker* worker, Request* child);
+  void OnChildDone(Worker* worker, Request* child) override;
   // The parent was answered some other way (deadline): let go of the children.
-  void Abandon(Worker* worker);
+  void Abandon(Worker* worker) override;
 
   const std::vector<Request*>& children() const { return children_; }
   size_t remaining() const { return remaining_; }

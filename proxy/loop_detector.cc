@@ -28,9 +28,16 @@ LoopPattern ClassifyChain(const HopChain& chain, int max_redirects) {
   size_t n = chain.size();
   if (n == 0) return LoopPattern::kNone;
   const HopChain::Hop& last = chain[n - 1];
-  // Sent back to a node that already redirected this request (or a node pointing at itself).
-  bool revisits = std::any_of(chain.begin(), chain.end(),
-                              [&](const HopChain::Hop& h) { return h.from_node == last.to_node; });
+  // The next send would repeat one already answered with a redirect: the same node, and the same
+  // ASKING flag (send i carried ASKING when hop i-1 was an ASK). A node visited again *with*
+  // ASKING may serve what it redirected without it (migrating a slot back to a node the worker's
+  // map still names), so that is no repeat. A node pointing at itself repeats at once.
+  bool next_asking = last.kind == RedirectKind::kAsk;
+  bool revisits = false;
+  for (size_t i = 0; i < n && !revisits; ++i) {
+    bool sent_asking = i > 0 && chain[i - 1].kind == RedirectKind::kAsk;
+    revisits = chain[i].from_node == last.to_node && sent_asking == next_asking;
+  }
   if (revisits) {
     if (n >= 2 && last.kind == RedirectKind::kMoved) {
       if (chain[n - 2].kind == RedirectKind::kAsk) return LoopPattern::kAskMoved;

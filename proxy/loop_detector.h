@@ -1,7 +1,8 @@
 // Redirect-loop classification over a request's hop chain.
 //
 // A chain loops when a redirect sends the request back to a node that already redirected it for
-// the same slot, or when it grows past max-redirects. Patterns (MIGRATION.md A.3):
+// the same slot (with the same ASKING flag: a node revisited after an ASK may serve it), or when
+// it grows past max-redirects. Patterns (MIGRATION.md A.3):
 //   ask-moved   A -ASK-> B -MOVED-> A: source MIGRATING, target not IMPORTING (half-open migration)
 //   moved-moved A -MOVED-> B -MOVED-> A: masters disagree on the owner
 //   hop-limit   anything else past max-redirects

@@ -16,7 +16,11 @@ bool LoopHolder::Hold(Request* r, std::string error) {
   const WorkerOptions& o = worker_->options();
   uint64_t now = worker_->now_ms();
   if (r->hold_deadline_ms == 0) r->hold_deadline_ms = std::min(now + o.loop_hold_timeout_ms, r->deadline_ms);
-  if (held_count_ >= o.loop_hold_max_requests || now >= r->hold_deadline_ms) return false;
+  if (held_count_ >= o.loop_hold_max_requests || now >= r->hold_deadline_ms) {
+    if (r->probing) worker_->stats().loop_hold_expiries.Add();  // was held: its hold ends here
+    return false;
+  }
+  bool reheld = r->probing;  // a probe going back to the hold is not a new held request
   auto [it, inserted] = slots_.try_emplace(r->slot);
   HeldSlot& slot = it->second;
   if (inserted) {
@@ -35,7 +39,7 @@ bool LoopHolder::Hold(Request* r, std::string error) {
   r->state = RequestState::kWaitingRetry;
   slot.requests.push_back(r);
   ++held_count_;
-  worker_->stats().loop_holds.Add();
+  if (!reheld) worker_->stats().loop_holds.Add();
   worker_->stats().loop_held_requests.Set(static_cast<int64_t>(held_count_));
   worker_->ScheduleRetry(r, r->hold_deadline_ms);  // the expiry
   return true;
@@ -66,7 +70,12 @@ void LoopHolder::Unpark(Request* r) {
   r->held = false;
   r->hops.Clear();
   r->asking = false;
-  if (!r->abandoned()) worker_->follower().router().Route(r);
+  if (!r->abandoned()) {
+    worker_->follower().router().Route(r);
+  } else if (r->probing) {  // its client left while held: it cannot probe, let the next one
+    r->probing = false;
+    OnProbeAbandoned(r->slot);
+  }
   worker_->CancelRetry(r);
 }
 
@@ -83,6 +92,7 @@ void LoopHolder::ReleaseSlot(uint16_t slot) {
 
 void LoopHolder::OnProbeResolved(Request* probe) {
   probe->probing = false;
+  worker_->stats().loop_hold_releases.Add();  // the probe was a held request too
   ReleaseSlot(probe->slot);
 }
 

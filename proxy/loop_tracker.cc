@@ -11,6 +11,10 @@ bool LoopTracker::Record(uint16_t slot, LoopPattern pattern, std::vector<LoopNod
   if (it == by_slot_.end()) {
     if (by_slot_.size() >= max_slots_) EvictOldest();
     it = by_slot_.emplace(slot, Entry{}).first;
+  } else if (now - it->second.record.last_seen > ttl_) {
+    it->second = Entry{};  // expired (Snapshot no longer shows it): a new loop, a new record
+  }
+  if (it->second.record.count == 0) {
     it->second.record.slot = slot;
     it->second.record.first_seen = now;
   }

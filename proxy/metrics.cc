@@ -140,6 +140,61 @@ void WriteUpstreams(PromWriter& w, const StatsTotals& t, const ControlMetrics& c
   }
 }
 
+// Per-slot series are capped: the slots longest stuck / open longest only.
+constexpr size_t kMaxSlotSeries = 20;
+
+void WriteWatcher(PromWriter& w, const WatcherMetrics& m) {
+  w.Family("slotpilot_watcher_mode", "gauge", "1 for the migration watcher's current mode.");
+  for (std::string_view mode : {"off", "observe", "finish"}) {
+    w.Sample("slotpilot_watcher_mode", {{"mode", std::string(mode)}}, m.mode == mode || (!m.enabled && mode == "off") ? 1 : 0);
+  }
+  w.Scalar("slotpilot_watcher_polls_total", "counter", "Cluster polls by the watcher.", static_cast<double>(m.polls));
+  w.Scalar("slotpilot_watcher_poll_failures_total", "counter", "Watcher polls that reached no node.",
+           static_cast<double>(m.poll_failures));
+  w.Scalar("slotpilot_watcher_open_slots", "gauge", "Slots open (MIGRATING/IMPORTING) in some master's view.",
+           static_cast<double>(m.open_slots));
+  w.Scalar("slotpilot_watcher_stuck_slots", "gauge", "Slots the watcher judges stuck.", static_cast<double>(m.stuck_slots));
+  w.Family("slotpilot_watcher_verdicts_total", "counter", "Slots entering each watcher verdict.");
+  for (const auto& [verdict, n] : m.verdicts) w.Sample("slotpilot_watcher_verdicts_total", {{"verdict", verdict}}, static_cast<double>(n));
+  w.Family("slotpilot_watcher_actions_total", "counter", "Repairs by outcome (started, succeeded, failed, deferred).");
+  w.Sample("slotpilot_watcher_actions_total", {{"outcome", "started"}}, static_cast<double>(m.actions_started));
+  w.Sample("slotpilot_watcher_actions_total", {{"outcome", "succeeded"}}, static_cast<double>(m.actions_succeeded));
+  w.Sample("slotpilot_watcher_actions_total", {{"outcome", "failed"}}, static_cast<double>(m.actions_failed));
+  w.Sample("slotpilot_watcher_actions_total", {{"outcome", "deferred"}}, static_cast<double>(m.actions_deferred));
+  w.Scalar("slotpilot_watcher_keys_moved_total", "counter", "Keys moved by repairs.", static_cast<double>(m.keys_moved));
+  w.Scalar("slotpilot_watcher_bytes_moved_total", "counter", "Bytes moved by repairs.", static_cast<double>(m.bytes_moved));
+  auto stuck = m.stuck_seconds;
+  std::sort(stuck.begin(), stuck.end(), [](auto& a, auto& b) { return a.second > b.second; });
+  if (stuck.size() > kMaxSlotSeries) stuck.resize(kMaxSlotSeries);
+  w.Family("slotpilot_watcher_slot_stuck_seconds", "gauge", "How long a stuck slot has been stuck (at most 20 slots).");
+  for (const auto& [slot, seconds] : stuck) w.Sample("slotpilot_watcher_slot_stuck_seconds", {{"slot", std::to_string(slot)}}, seconds);
+  auto ages = m.open_slot_ages;
+  std::sort(ages.begin(), ages.end(), [](auto& a, auto& b) { return a.age_seconds > b.age_seconds; });
+  if (ages.size() > kMaxSlotSeries) ages.resize(kMaxSlotSeries);
+  w.Family("slotpilot_watcher_open_slot_age_seconds", "gauge", "How long a slot has been open (at most 20 slots).");
+  for (const auto& a : ages) w.Sample("slotpilot_watcher_open_slot_age_seconds", {{"slot", std::to_string(a.slot)}}, a.age_seconds);
+}
+
+void WriteClusterHealth(PromWriter& w, const WatcherMetrics& m) {
+  w.Scalar("slotpilot_cluster_healthy", "gauge", "1 when every master is reachable and nobody flags one fail/pfail.",
+           m.cluster_healthy ? 1 : 0);
+  w.Family("slotpilot_cluster_slots", "gauge", "Slots by state as each master's CLUSTER INFO reports them.");
+  for (const auto& node : m.masters) {
+    for (auto [state, n] : {std::pair<std::string_view, int>{"assigned", node.slots_assigned}, {"ok", node.slots_ok},
+                            {"pfail", node.slots_pfail}, {"fail", node.slots_fail}}) {
+      w.Sample("slotpilot_cluster_slots", {{"node", node.address}, {"state", std::string(state)}}, n);
+    }
+  }
+  w.Family("slotpilot_cluster_node_reachable", "gauge", "1 when the watcher's last poll reached the master.");
+  for (const auto& node : m.masters) w.Sample("slotpilot_cluster_node_reachable", {{"node", node.address}}, node.reachable ? 1 : 0);
+  w.Scalar("slotpilot_cluster_flagged_nodes", "gauge", "Nodes some master flags fail, fail?, handshake or noaddr.",
+           static_cast<double>(m.flagged_nodes));
+  w.Family("slotpilot_cluster_replica_link_up", "gauge", "1 when the replica's master_link_status is up.");
+  for (const auto& r : m.replicas) {
+    w.Sample("slotpilot_cluster_replica_link_up", {{"replica", r.endpoint.ToString()}}, r.link_status == "up" ? 1 : 0);
+  }
+}
+
 void WriteControl(PromWriter& w, const StatsTotals& t, const ControlMetrics& c) {
   w.Scalar("slotpilot_topology_version", "gauge", "Version of the topology the workers route with.",
            static_cast<double>(c.topology_version));
@@ -156,10 +211,8 @@ void WriteControl(PromWriter& w, const StatsTotals& t, const ControlMetrics& c) 
   w.Sample("slotpilot_loop_reports_total", {{"outcome", "dropped"}}, static_cast<double>(c.loop_reports_dropped));
   w.Scalar("slotpilot_throttled_nodes", "gauge", "Source nodes whose client traffic is being throttled.",
            static_cast<double>(c.throttled_nodes));
-  w.Scalar("slotpilot_watcher_open_slots", "gauge", "Slots open (MIGRATING/IMPORTING) in some master's view.",
-           static_cast<double>(c.watcher_open_slots));
-  w.Scalar("slotpilot_watcher_stuck_slots", "gauge", "Slots the watcher judges stuck.",
-           static_cast<double>(c.watcher_stuck_slots));
+  WriteWatcher(w, c.watcher);
+  WriteClusterHealth(w, c.watcher);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "proxy/loop_tracker.h"
+#include "proxy/migration_controller.h"
 #include "proxy/stats.h"
 #include "proxy/topology.h"
 
@@ -63,8 +64,7 @@ struct ControlMetrics {
   std::vector<MasterHealth> masters;
   // Gauges of later components, 0 until they exist.
   uint64_t throttled_nodes = 0;
-  uint64_t watcher_open_slots = 0;
-  uint64_t watcher_stuck_slots = 0;
+  WatcherMetrics watcher;
 };
 
 // Loop slots exposed per slot: the most frequent ones only (bounded cardinality).

@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <random>
+
+#include <unistd.h>
 
 #include "protocol/strings.h"
 #include "proxy/logging.h"
@@ -12,6 +16,16 @@ namespace slotpilot::proxy {
 
 namespace {
 uint64_t Ms(absl::Duration d) { return static_cast<uint64_t>(absl::ToInt64Milliseconds(d)); }
+
+// <hostname>-<pid>-<random>: unique across the sidecars of one cluster, stable for a process.
+std::string DefaultSidecarId() {
+  char host[256] = "host";
+  gethostname(host, sizeof(host) - 1);
+  std::random_device rd;
+  char suffix[16];
+  std::snprintf(suffix, sizeof(suffix), "%04x", rd() & 0xFFFF);
+  return StrCat(host, "-", getpid(), "-", suffix);
+}
 }  // namespace
 
 ProxyOptions ProxyOptionsFromConfig(const Config& c) {
@@ -57,6 +71,18 @@ ProxyOptions ProxyOptionsFromConfig(const Config& c) {
   o.admin.port = c.admin_listen.port;
   o.admin.token = c.admin_token;
   o.effective_config = proxy::EffectiveConfig(c);
+  o.watcher_enabled = c.watcher != WatcherMode::kOff;
+  MigrationControllerOptions& m = o.migration;
+  m.mode = c.watcher == WatcherMode::kFinish ? migration::WatcherMode::kFinish
+                                             : migration::WatcherMode::kObserve;
+  for (const Endpoint& e : c.seeds) m.seeds.push_back({e.host, e.port});
+  m.client = t.client;
+  m.client.command_timeout = std::chrono::milliseconds(2000);
+  m.stall_timeout = c.stall_timeout;
+  m.sidecar_id = c.sidecar_id.empty() ? DefaultSidecarId() : c.sidecar_id;
+  // Unattended repairs never move a key that would block its source for longer than a quarter
+  // of cluster-node-timeout (that risks a failover); such slots are left to an operator.
+  m.finisher.refuse_blocking_keys = c.watcher == WatcherMode::kFinish;
   return o;
 }
 
@@ -134,8 +160,15 @@ absl::Status Proxy::Run() {
   spdlog::info("slotpilot {} listening on {} with {} worker(s)", Version(),
                FormatAddress(options_.worker.listen_host, options_.worker.listen_port),
                options_.threads);
+  if (options_.watcher_enabled) {
+    migration_ = std::make_unique<MigrationController>(
+        options_.migration, [this](MigrationStateSnapshot s) { PublishMigrationState(std::move(s)); },
+        [this] { return topology(); });
+    migration_->Start();
+  }
   refresher_->Start();
   uv_run(&loop_, UV_RUN_DEFAULT);
+  if (migration_ != nullptr) migration_->Stop();
   for (auto& w : workers_) w->Join();
   spdlog::info("slotpilot stopped");
   return absl::OkStatus();
@@ -168,6 +201,7 @@ void Proxy::OnLoopReports(uv_async_t* handle) {
   auto* self = static_cast<Proxy*>(handle->data);
   constexpr size_t kKeep = 256;
   for (LoopReport& r : self->loop_reports_.Drain()) {
+    if (self->migration_ != nullptr) self->migration_->OnLoopEvidence(r.slot);
     if (self->recent_loop_reports_.size() >= kKeep) {
       self->recent_loop_reports_.erase(self->recent_loop_reports_.begin());
     }
@@ -202,6 +236,7 @@ ControlMetrics Proxy::Control() const {
     c.topology_refreshes = refresher_->refreshes();
     c.topology_refresh_failures = refresher_->failures();
   }
+  if (migration_ != nullptr) c.watcher = migration_->Metrics();
   c.loop_reports_queued = loop_reports_.pushed();
   c.loop_reports_dropped = loop_reports_.dropped();
   c.masters = Masters();
@@ -223,12 +258,29 @@ std::vector<std::pair<std::string, std::string>> Proxy::EffectiveConfig() const 
   return config;
 }
 
-std::string Proxy::MigrationsJson() const { return "{\"migrations\":[]}\n"; }
+std::string Proxy::MigrationsJson() const {
+  if (migration_ == nullptr) return "{\"mode\":\"off\",\"migrations\":[]}\n";
+  return migration_->MigrationsJson();
+}
 
-std::string Proxy::OpenSlotsJson() const { return "[]"; }
+std::string Proxy::OpenSlotsJson() const {
+  return migration_ == nullptr ? "[]" : migration_->OpenSlotsJson();
+}
 
-absl::Status Proxy::RequestMigrationAction(uint16_t, const std::string&) {
-  return absl::UnimplementedError("the migration watcher is not available in this build");
+std::string Proxy::ClusterJson() const {
+  if (migration_ == nullptr) return "{\"error\":\"the migration watcher is off (--watcher=off)\"}\n";
+  return migration_->ClusterJson();
+}
+
+absl::Status Proxy::RequestMigrationAction(uint16_t slot, const std::string& action) {
+  if (migration_ == nullptr) {
+    return absl::UnimplementedError("the migration watcher is off (--watcher=off)");
+  }
+  return migration_->RequestAction(slot, action);
+}
+
+void Proxy::PublishMigrationState(MigrationStateSnapshot state) {
+  for (auto& w : workers_) w->PostMigrationState(state);
 }
 
 std::string Proxy::LogLevel() const {

@@ -13,6 +13,7 @@
 #include "proxy/admin_server.h"
 #include "proxy/config.h"
 #include "proxy/loop_tracker.h"
+#include "proxy/migration_controller.h"
 #include "proxy/topology_refresher.h"
 #include "proxy/worker.h"
 #include "proxy/worker_options.h"
@@ -29,6 +30,8 @@ struct ProxyOptions {
   std::vector<std::pair<std::string, std::string>> effective_config;  // for GET /v1/config
   std::string log_level = "info";
   size_t loop_report_queue_capacity = 1024;
+  bool watcher_enabled = true;  // --watcher=off: no watcher thread at all
+  MigrationControllerOptions migration;
 };
 
 // Translates the user-facing configuration into what the workers and the control plane use.
@@ -61,6 +64,7 @@ class Proxy : public AdminSource {
   std::vector<std::pair<std::string, std::string>> EffectiveConfig() const override;
   std::string MigrationsJson() const override;
   std::string OpenSlotsJson() const override;
+  std::string ClusterJson() const override;
   absl::Status RequestMigrationAction(uint16_t slot, const std::string& action) override;
   std::string LogLevel() const override;
   absl::Status SetLogLevel(const std::string& level) override;
@@ -71,6 +75,7 @@ class Proxy : public AdminSource {
   static void OnLoopReports(uv_async_t* handle);
   void BeginShutdown(int signum);
   void PublishTopology(TopologySnapshot snapshot);
+  void PublishMigrationState(MigrationStateSnapshot state);
 
   ProxyOptions options_;
   uv_loop_t loop_;
@@ -82,6 +87,7 @@ class Proxy : public AdminSource {
   std::unique_ptr<TopologyRefresher> refresher_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<MigrationController> migration_;
   LoopReportQueue loop_reports_;
   // Control loop: the latest loop reports, the watcher's evidence (bounded).
   std::vector<LoopReport> recent_loop_reports_;

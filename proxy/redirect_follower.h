@@ -32,6 +32,9 @@ class RedirectFollower {
   void OnReply(Upstream* from, Request* r, const protocol::ReplyFrame& frame, Slice reply);
   // The retry timer of r fired.
   void OnRetryDue(Request* r);
+  // A new request of a client whose earlier requests wait for a retry waits with them, so it
+  // cannot overtake them. Returns true when r was parked that way (its retry timer resends it).
+  bool DeferBehindRetries(Request* r);
 
   Router& router() { return router_; }
 
@@ -39,6 +42,7 @@ class RedirectFollower {
   void Follow(Upstream* from, Request* r, std::string_view error, Slice reply);
   void OnLoop(Request* r, uint16_t slot, LoopPattern pattern);
   void RetryLater(Request* r, RetryReason reason, Slice reply);
+  uint64_t RetryDue(const Request* r);
   uint64_t Backoff(uint8_t attempt);
 
   Worker* worker_;

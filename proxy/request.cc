@@ -1,6 +1,6 @@
 #include "proxy/request.h"
 
-#include "proxy/fanout.h"
+#include "proxy/sub_requests.h"
 
 namespace slotpilot::proxy {
 
@@ -26,7 +26,10 @@ void Request::ResetForReuse() {
   target_node = -1;
   parent = nullptr;
   child_index = 0;
-  fanout.reset();
+  group.reset();
+  via = nullptr;
+  raw_errors = false;
+  blocking = false;
   slot = 0;
   command_class = 0;
   node = -1;

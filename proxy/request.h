@@ -20,7 +20,8 @@
 namespace slotpilot::proxy {
 
 class ClientSession;
-class FanOut;
+class SubRequests;
+class Upstream;
 
 enum class RedirectKind : uint8_t { kMoved, kAsk };
 
@@ -75,7 +76,10 @@ struct Request {
   int32_t target_node = -1;          // keyless sub-request pinned to one node (fan-out), else -1
   Request* parent = nullptr;         // sub-request of a split or fan-out (holds a reference)
   uint32_t child_index = 0;          // position among the parent's sub-requests
-  std::unique_ptr<FanOut> fanout;    // when this request is answered by sub-requests
+  std::unique_ptr<SubRequests> group;  // when this request is answered by sub-requests
+  Upstream* via = nullptr;           // sent on this connection (pinned), never routed
+  bool raw_errors = false;           // MOVED/ASK/TRYAGAIN... are its reply, not followed
+  bool blocking = false;             // a blocking command: sent on the client's dedicated connection
   uint64_t arrival_ms = 0;           // uv_now() at arrival
   uint64_t deadline_ms = 0;          // uv_now() based
   uint64_t hold_deadline_ms = 0;     // when a held request gets the loop error (0: never held)

@@ -1,6 +1,7 @@
 #include "proxy/router.h"
 
 #include "absl/strings/str_cat.h"
+#include "proxy/client_session.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
@@ -34,6 +35,14 @@ void Router::Route(Request* r) {
 }
 
 void Router::SendTo(Request* r, uint16_t node) {
+  if (r->via != nullptr) {  // pinned (a transaction's connection)
+    r->via->Send(r);
+    return;
+  }
+  if (r->blocking && r->session != nullptr) {  // never block a shared pipelined connection
+    r->session->DedicatedUpstream(node)->Send(r);
+    return;
+  }
   worker_->UpstreamFor(node)->Send(r);
 }
 

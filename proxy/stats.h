@@ -69,6 +69,7 @@ struct WorkerStats {
   std::array<Counter, static_cast<size_t>(CommandClass::kCount)> errors;
   Histogram latency;
   Counter request_timeouts;
+  Gauge blocked_clients;  // requests waiting in a blocking command
   // Redirects and retries.
   Counter redirects_moved;
   Counter redirects_ask;

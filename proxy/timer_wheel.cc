@@ -18,7 +18,7 @@ uint64_t TimerWheel::SlotTickFor(uint64_t due_tick) const {
 void TimerWheel::Schedule(Node* node, uint64_t due_ms) {
   if (node->scheduled()) Cancel(node);
   node->due_ms = due_ms;
-  LinkAfter(&slots_[SlotTickFor(due_ms / tick_ms_) % slots_.size()], node);
+  LinkLast(&slots_[SlotTickFor(due_ms / tick_ms_) % slots_.size()], node);
   ++size_;
 }
 
@@ -37,11 +37,11 @@ void TimerWheel::Unlink(Node* n) {
   n->prev = n->next = nullptr;
 }
 
-void TimerWheel::LinkAfter(Node* head, Node* n) {
-  n->next = head->next;
-  n->prev = head;
-  head->next->prev = n;
-  head->next = n;
+void TimerWheel::LinkLast(Node* head, Node* n) {
+  n->prev = head->prev;
+  n->next = head;
+  head->prev->next = n;
+  head->prev = n;
 }
 
 void TimerWheel::Cancel(Node* node) {

@@ -28,8 +28,11 @@ class TimerWheel {
   size_t size() const { return size_; }
   uint32_t tick_ms() const { return tick_ms_; }
 
-  // Removes every node due at or before now_ms and calls fire(node) for each. `fire` may schedule
-  // or cancel other nodes; a node it schedules as already due fires in this same call.
+  // Removes every node due at or before now_ms and calls fire(node) for each, earliest tick
+  // first; nodes with the same due time fire in the order they were scheduled (the retry path
+  // relies on it: a client's requests retried together are resent in the order it sent them).
+  // `fire` may schedule or cancel other nodes; a node it schedules as already due fires in this
+  // same call.
   template <typename Fire>
   void Advance(uint64_t now_ms, Fire&& fire) {
     uint64_t now_tick = now_ms / tick_ms_;
@@ -67,7 +70,7 @@ class TimerWheel {
           fire(n);
           fired = true;
         } else {
-          LinkAfter(head, n);
+          LinkLast(head, n);  // keeps the order of the nodes that wait on
         }
       }
       if (!fired) return;
@@ -75,7 +78,7 @@ class TimerWheel {
   }
   static void Splice(Node* from, Node* to);
   static void Unlink(Node* n);
-  static void LinkAfter(Node* head, Node* n);
+  static void LinkLast(Node* head, Node* n);  // appends n to head's list (FIFO)
   uint64_t SlotTickFor(uint64_t due_tick) const;
 
   uint32_t tick_ms_;

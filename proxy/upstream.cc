@@ -42,8 +42,11 @@ struct Upstream::Connection {
   }
 };
 
-Upstream::Upstream(Worker* worker, uint16_t node, std::string host, uint16_t port)
+Upstream::Upstream(Worker* worker, uint16_t node, std::string host, uint16_t port, Role role,
+                   PushSink* push_sink)
     : worker_(worker),
+      role_(role),
+      push_sink_(push_sink),
       node_(node),
       host_(std::move(host)),
       port_(port),
@@ -60,13 +63,21 @@ Upstream::Upstream(Worker* worker, uint16_t node, std::string host, uint16_t por
   }
 }
 
-Upstream::~Upstream() {
+Upstream::~Upstream() { Shutdown("proxy shutting down"); }
+
+void Upstream::Shutdown(std::string_view reason) {
   if (resolve_ != nullptr) {
     uv_cancel(reinterpret_cast<uv_req_t*>(resolve_));
     resolve_->data = nullptr;  // its callback frees it
+    resolve_ = nullptr;
   }
-  if (conn_ != nullptr) conn_->CloseHandles();
-  FailAll("proxy shutting down");
+  if (conn_ != nullptr) {
+    conn_->CloseHandles();
+    conn_ = nullptr;
+  }
+  if (state_ == State::kReady) worker_->stats().upstream_connections.Add(-1);
+  state_ = State::kIdle;
+  FailAll(reason);
 }
 
 void Upstream::Send(Request* r) {
@@ -88,13 +99,29 @@ void Upstream::Send(Request* r) {
   r->state = RequestState::kInFlight;
   r->node = node_;
   if (r->asking) {
-    inflight_.push_back(Entry{nullptr, Entry::Kind::kAsking});
+    inflight_.push_back(Entry{nullptr, worker_->now_ms(), Entry::Kind::kAsking});
     ++unsent_;
     r->asking = false;
   }
-  inflight_.push_back(Entry{r, Entry::Kind::kClient});
+  if (role_ == Role::kPubSub) {
+    // Subscribed mode has no request/reply pairing: what the server answers arrives as pushes.
+    // The command is copied out and answered with nothing, keeping its place in the client's
+    // reply order; the pushes that answer it follow it there.
+    pubsub_out_.append(r->bytes.data(), r->bytes.size());
+    if (state_ == State::kReady) worker_->MarkDirty(this);
+    worker_->Complete(r, Slice(), /*is_error=*/false);
+    worker_->Release(r);
+    return;
+  }
+  inflight_.push_back(Entry{r, worker_->now_ms(), Entry::Kind::kClient});
   ++unsent_;
   if (state_ == State::kReady) worker_->MarkDirty(this);
+}
+
+void Upstream::CheckStall(uint64_t now_ms, uint64_t limit_ms) {
+  if (state_ != State::kReady || inflight_.empty() || role_ != Role::kShared) return;
+  uint64_t waited = now_ms - inflight_.front().queued_ms;
+  if (waited > limit_ms) Close(StrCat("no reply for ", waited, " ms: connection reset"));
 }
 
 void Upstream::StartConnect() {
@@ -180,11 +207,11 @@ void Upstream::OnConnected(int status) {
   worker_->stats().upstream_connects.Add();
   worker_->stats().upstream_connections.Add(1);
   if (!auth_command_.empty()) {
-    inflight_.push_front(Entry{nullptr, Entry::Kind::kAuth});
+    inflight_.push_front(Entry{nullptr, worker_->now_ms(), Entry::Kind::kAuth});
     ++unsent_;
   }
   uv_read_start(reinterpret_cast<uv_stream_t*>(&conn_->tcp), OnAllocCb, OnReadCb);
-  if (unsent_ > 0) worker_->MarkDirty(this);
+  if (unsent_ > 0 || !pubsub_out_.empty()) worker_->MarkDirty(this);
 }
 
 void Upstream::BuildWriteBuffers(size_t first_entry) {
@@ -207,9 +234,15 @@ void Upstream::BuildWriteBuffers(size_t first_entry) {
 
 void Upstream::Flush() {
   dirty = false;
-  if (state_ != State::kReady || unsent_ == 0) return;
+  if (state_ != State::kReady || (unsent_ == 0 && pubsub_out_.empty())) return;
   BuildWriteBuffers(inflight_.size() - unsent_);
   unsent_ = 0;
+  std::string* owned = nullptr;  // pub/sub bytes live in the write request until it completes
+  if (!pubsub_out_.empty()) {
+    owned = new std::string(std::move(pubsub_out_));
+    pubsub_out_.clear();
+    iov_.push_back(MakeBuf(owned->data(), owned->size()));
+  }
   auto* stream = reinterpret_cast<uv_stream_t*>(&conn_->tcp);
   int n = uv_try_write(stream, iov_.data(), static_cast<unsigned int>(iov_.size()));
   if (n < 0 && n != UV_EAGAIN) {
@@ -219,12 +252,17 @@ void Upstream::Flush() {
   size_t written = n > 0 ? static_cast<size_t>(n) : 0;
   size_t i = 0;
   while (i < iov_.size() && written >= iov_[i].len) written -= iov_[i++].len;
-  if (i == iov_.size()) return;
+  if (i == iov_.size()) {
+    delete owned;
+    return;
+  }
   iov_[i].base += written;
   iov_[i].len -= static_cast<unsigned int>(written);
   auto* req = new uv_write_t;
+  req->data = owned;
   int rc = uv_write(req, stream, iov_.data() + i, static_cast<unsigned int>(iov_.size() - i), OnWriteCb);
   if (rc != 0) {
+    delete owned;
     delete req;
     Close(StrCat("write failed: ", uv_strerror(rc)));
   }
@@ -232,6 +270,7 @@ void Upstream::Flush() {
 
 void Upstream::OnWriteCb(uv_write_t* req, int status) {
   auto* c = static_cast<Connection*>(req->handle->data);
+  delete static_cast<std::string*>(req->data);
   delete req;
   if (status < 0 && status != UV_ECANCELED && c->owner != nullptr) {
     c->owner->Close(StrCat("write failed: ", uv_strerror(status)));
@@ -278,6 +317,16 @@ void Upstream::OnReadable(ssize_t nread) {
 }
 
 void Upstream::OnFrame(const protocol::ReplyFrame& frame) {
+  if (role_ == Role::kPubSub) {
+    Slice bytes = input_.Take(frame.length);
+    if (!inflight_.empty() && inflight_.front().kind == Entry::Kind::kAuth) {
+      inflight_.pop_front();
+      HandleInternalReply(Entry::Kind::kAuth, frame);
+      return;
+    }
+    push_sink_->OnPush(this, frame, std::move(bytes));
+    return;
+  }
   if (inflight_.empty()) {
     Close("server sent a reply nobody asked for");
     return;
@@ -308,6 +357,7 @@ void Upstream::Close(std::string_view reason) {
     conn_->CloseHandles();
     conn_ = nullptr;
   }
+  if (role_ == Role::kPubSub && push_sink_ != nullptr) push_sink_->OnPushConnectionLost(this, reason);
   if (was_ready) {
     worker_->stats().upstream_disconnects.Add();
     worker_->stats().upstream_connections.Add(-1);
@@ -332,6 +382,7 @@ void Upstream::FailAll(std::string_view reason) {
     worker_->Release(e.request);
   }
   unsent_ = 0;
+  pubsub_out_.clear();
   framer_.Reset();
   input_.Release();
 }

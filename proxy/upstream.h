@@ -21,13 +21,29 @@
 
 namespace slotpilot::proxy {
 
+class Upstream;
 class Worker;
+
+// Receives what a pub/sub connection's server pushes (subscription replies and messages), in order.
+class PushSink {
+ public:
+  virtual ~PushSink() = default;
+  virtual void OnPush(Upstream* from, const protocol::ReplyFrame& frame, Slice bytes) = 0;
+  // The connection failed; `reason` says why.
+  virtual void OnPushConnectionLost(Upstream* from, std::string_view reason) = 0;
+};
 
 class Upstream {
  public:
   enum class State : uint8_t { kIdle, kResolving, kConnecting, kReady, kBackoff };
+  enum class Role : uint8_t {
+    kShared,     // the worker's pipelined connection to a node, shared by every client
+    kDedicated,  // one client's own (a transaction, or blocking commands)
+    kPubSub,     // one client's subscribed connection: every frame goes to the PushSink
+  };
 
-  Upstream(Worker* worker, uint16_t node, std::string host, uint16_t port);
+  Upstream(Worker* worker, uint16_t node, std::string host, uint16_t port,
+           Role role = Role::kShared, PushSink* push_sink = nullptr);
   ~Upstream();
   Upstream(const Upstream&) = delete;
   Upstream& operator=(const Upstream&) = delete;
@@ -37,8 +53,12 @@ class Upstream {
   void Send(Request* r);
   // Writes everything queued since the last flush (called once per loop turn).
   void Flush();
-  // Drops the connection and answers everything in flight with `reason`.
+  // Drops the connection and answers everything in flight with `reason` (a failure: the node
+  // enters reconnect backoff and a topology refresh is requested).
   void Close(std::string_view reason);
+  // Drops the connection quietly (a dedicated connection released, or shutdown): no backoff,
+  // no refresh. Safe inside this upstream's own callbacks; the object stays valid.
+  void Shutdown(std::string_view reason);
 
   State state() const { return state_; }
   uint16_t node() const { return node_; }
@@ -46,12 +66,17 @@ class Upstream {
   uint16_t port() const { return port_; }
   const std::string& address() const { return address_; }
   size_t in_flight() const { return inflight_.size(); }
+  // Worker's sweep: a shared connection whose oldest request has had no reply for `limit_ms` is
+  // reset, so a node that stopped answering does not keep every later request waiting behind it.
+  void CheckStall(uint64_t now_ms, uint64_t limit_ms);
+  Role role() const { return role_; }
   bool dirty = false;  // in the worker's dirty list
 
  private:
   struct Connection;
   struct Entry {
     Request* request = nullptr;  // null for ASKING and AUTH, whose replies are ours
+    uint64_t queued_ms = 0;      // when it was queued (uv_now)
     enum class Kind : uint8_t { kClient, kAsking, kAuth } kind = Kind::kClient;
   };
 
@@ -74,6 +99,8 @@ class Upstream {
   static void OnConnectTimeoutCb(uv_timer_t* timer);
 
   Worker* worker_;
+  const Role role_;
+  PushSink* push_sink_;
   const uint16_t node_;
   const std::string host_;
   const uint16_t port_;
@@ -89,7 +116,7 @@ class Upstream {
 
   RingBuffer<Entry> inflight_;  // written or queued, oldest first
   size_t unsent_ = 0;           // entries at the back of inflight_ not yet handed to the socket
-  bool awaiting_auth_reply_ = false;
+  std::string pubsub_out_;      // kPubSub: commands to write (they expect no paired reply)
   InputBuffer input_;
   protocol::ReplyFramer framer_;
   std::vector<uv_buf_t> iov_;   // scratch for gathered writes

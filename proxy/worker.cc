@@ -9,7 +9,7 @@
 #include "protocol/strings.h"
 #include "protocol/resp.h"
 #include "proxy/client_session.h"
-#include "proxy/fanout.h"
+#include "proxy/sub_requests.h"
 #include "proxy/logging.h"
 #include "proxy/upstream.h"
 
@@ -221,13 +221,17 @@ void Worker::Complete(Request* r, Slice reply, bool is_error) {
   r->reply = std::move(reply);
   r->state = RequestState::kDone;
   if (r->parent != nullptr) {  // a sub-request: its parent merges, and is what the client sees
-    if (!r->parent->answered() && r->parent->fanout != nullptr) r->parent->fanout->OnChildDone(this, r);
+    if (!r->parent->answered() && r->parent->group != nullptr) r->parent->group->OnChildDone(this, r);
     return;
   }
-  if (r->fanout != nullptr) r->fanout->Abandon(this);  // answered early (deadline): drop children
+  if (r->group != nullptr) r->group->Abandon(this);  // answered early (deadline): drop children
   stats_.latency.Observe((uv_hrtime() - r->arrival_ns) / 1000);
   if (is_error) stats_.errors[r->command_class].Add();
-  if (r->session != nullptr) r->session->OnRequestDone(r);
+  if (r->blocking) stats_.blocked_clients.Add(-1);
+  if (r->session != nullptr) {
+    r->session->OnRequestDone(r);
+    if (r->blocking) r->session->ReleaseIdleDedicated();
+  }
 }
 
 void Worker::CompleteWithError(Request* r, std::string_view error_line) {
@@ -333,6 +337,12 @@ Upstream* Worker::UpstreamFor(uint16_t node) {
   return u.get();
 }
 
+void Worker::RetireUpstream(std::unique_ptr<Upstream> upstream) {
+  if (upstream == nullptr) return;
+  upstream->Shutdown("released");
+  retired_.push_back(std::move(upstream));
+}
+
 void Worker::MarkDirty(ClientSession* session) {
   if (session->dirty) return;
   session->dirty = true;
@@ -345,7 +355,11 @@ void Worker::MarkDirty(Upstream* upstream) {
   dirty_upstreams_.push_back(upstream);
 }
 
-void Worker::OnCheck(uv_check_t* handle) { static_cast<Worker*>(handle->data)->FlushDirty(); }
+void Worker::OnCheck(uv_check_t* handle) {
+  auto* self = static_cast<Worker*>(handle->data);
+  self->FlushDirty();
+  self->retired_.clear();  // safe point: no callback of theirs is on the stack, none is dirty
+}
 
 // Timer callbacks (deadlines, retries, holds, connect timeouts) run before the poll; without this
 // their replies and resends would wait for the next wake-up (up to the 1 s sweep).
@@ -377,6 +391,12 @@ void Worker::OnSweep(uv_timer_t* handle) {
   auto* self = static_cast<Worker*>(handle->data);
   uint64_t now = self->now_ms();
   for (ClientSession* s : self->sessions_) s->Sweep(now);
+  // Requests answered at their deadline stay queued on their connection; twice the deadline
+  // without any reply means the node is gone or stopped: start over on a fresh connection.
+  uint64_t stall_limit = 2 * self->options_.request_timeout_ms;
+  for (auto& u : self->upstreams_) {
+    if (u != nullptr) u->CheckStall(now, stall_limit);
+  }
 }
 
 void Worker::HandleDrainRequest() {
@@ -418,6 +438,7 @@ void Worker::CloseEverything() {
   for (ClientSession* s : sessions) s->Close("shutdown");
   retries_.Advance(~0ull, [this](TimerWheel::Node* n) { Release(static_cast<Request*>(n->owner)); });
   upstreams_.clear();
+  retired_.clear();
   dirty_upstreams_.clear();
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&check_), reinterpret_cast<uv_handle_t*>(&prepare_),
                          reinterpret_cast<uv_handle_t*>(&async_),

@@ -100,6 +100,9 @@ class Worker {
   void RecordLoop(Request* r, uint16_t slot, LoopPattern pattern, const std::string& chain);
 
   Upstream* UpstreamFor(uint16_t node);
+  // Takes a dedicated connection that is no longer needed: shut down now, freed at a safe point
+  // (never inside its own callbacks).
+  void RetireUpstream(std::unique_ptr<Upstream> upstream);
   void MarkDirty(ClientSession* session);
   void MarkDirty(Upstream* upstream);
   void RequestTopologyRefresh(std::string_view reason);
@@ -158,6 +161,7 @@ class Worker {
   LoopHolder holder_;
 
   std::vector<std::unique_ptr<Upstream>> upstreams_;  // by routing node index
+  std::vector<std::unique_ptr<Upstream>> retired_;    // freed in the next check phase
   std::vector<ClientSession*> sessions_;              // every open session (for sweeps, drain)
   std::vector<ClientSession*> dirty_sessions_;
   std::vector<Upstream*> dirty_upstreams_;

@@ -155,17 +155,38 @@ TEST(CommandPolicyTest, ForbiddenCommandsNameThemselvesInTheError) {
 }
 
 TEST(CommandPolicyTest, UnsupportedCommandsGetAClearError) {
-  // Transactions, pub/sub and blocking commands need a pinned upstream connection.
-  for (std::string_view name :
-       {"multi", "exec", "discard", "watch", "subscribe", "psubscribe", "ssubscribe", "blpop", "brpop",
-        "blmove", "bzpopmin", "wait", "client list", "client info", "config"}) {
+  // Keyless commands no merge across masters makes sense for yet.
+  for (std::string_view name : {"client list", "client info", "pubsub shardchannels", "config"}) {
     const CommandPolicy& p = Policy(name);
     EXPECT_EQ(p.route, CommandRoute::kUnsupported) << name;
     EXPECT_THAT(p.error, StartsWith("ERR ")) << name;
     EXPECT_THAT(p.error, HasSubstr("'" + DisplayName(*Lookup(name)) + "'")) << name;
     EXPECT_THAT(p.error, HasSubstr("not supported")) << name;
   }
-  EXPECT_EQ(Policy("multi").error, "ERR slotpilot: 'MULTI' is not supported by the proxy yet");
+  EXPECT_EQ(Policy("client list").error, "ERR slotpilot: 'CLIENT LIST' is not supported by the proxy yet");
+}
+
+TEST(CommandPolicyTest, PinnedConnectionCommandsHaveTheirOwnRoutes) {
+  // Transactions and pub/sub are driven by the session (local state + a pinned upstream).
+  EXPECT_EQ(Policy("multi").local, LocalCommand::kMulti);
+  EXPECT_EQ(Policy("exec").local, LocalCommand::kExec);
+  EXPECT_EQ(Policy("discard").local, LocalCommand::kDiscard);
+  EXPECT_EQ(Policy("watch").local, LocalCommand::kWatch);
+  EXPECT_EQ(Policy("subscribe").local, LocalCommand::kSubscribe);
+  EXPECT_EQ(Policy("psubscribe").local, LocalCommand::kSubscribe);
+  EXPECT_EQ(Policy("ssubscribe").local, LocalCommand::kShardSubscribe);
+  for (std::string_view name : {"multi", "exec", "discard", "watch", "subscribe", "ssubscribe"}) {
+    EXPECT_EQ(Policy(name).route, CommandRoute::kLocal) << name;
+  }
+  // Blocking commands get a dedicated upstream connection, never the shared pipeline.
+  for (std::string_view name : {"blpop", "brpop", "blmove", "blmpop", "bzpopmin", "bzmpop", "wait",
+                                "xread", "xreadgroup"}) {
+    EXPECT_EQ(Policy(name).route, CommandRoute::kBlocking) << name;
+  }
+  EXPECT_TRUE(Policy("ping").allowed_when_subscribed);
+  EXPECT_FALSE(Policy("get").allowed_when_subscribed);
+  EXPECT_TRUE(Policy("exec").runs_in_multi);
+  EXPECT_FALSE(Policy("get").runs_in_multi);
 }
 
 TEST(CommandPolicyTest, AdminModeOnlyRelaxesConfigWrites) {
@@ -231,6 +252,7 @@ TEST(CommandPolicyTest, EveryCommandHasACoherentPolicy) {
         case CommandRoute::kAnyMaster:
         case CommandRoute::kAllMasters:
         case CommandRoute::kScan:
+        case CommandRoute::kBlocking:
           EXPECT_TRUE(p.error.empty()) << c->full_name;
           EXPECT_EQ(p.local, LocalCommand::kNone) << c->full_name;
           break;

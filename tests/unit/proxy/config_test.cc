@@ -60,6 +60,7 @@ const std::vector<std::string> kAllOptions = {
     "loop-hold-max-requests",
     "watcher",
     "stall-timeout",
+    "sidecar-id",
     "throttle",
     "throttle-rate",
     "throttle-fraction",

