@@ -76,6 +76,16 @@ bool IsPollableMaster(const ClusterNode& n) {
          n.port != 0;
 }
 
+// calls= of `cmdstat_migrate` in INFO commandstats; 0 when the node never served one.
+int64_t MigrateCalls(std::string_view text) {
+  std::string_view stat = InfoField(text, "cmdstat_migrate");
+  if (stat.substr(0, 6) != "calls=") return 0;
+  stat.remove_prefix(6);
+  stat = stat.substr(0, stat.find(','));
+  int64_t calls = 0;
+  return ParseInt(stat, &calls) ? calls : -1;
+}
+
 }  // namespace
 
 std::string Endpoint::ToString() const { return StrCat(host, ":", port); }
@@ -222,7 +232,8 @@ absl::StatusOr<std::vector<ClusterNode>> ClusterView::Discover(std::string* entr
   return absl::UnavailableError(AsAbsl(StrCat("no cluster node answered CLUSTER NODES: ", errors)));
 }
 
-// One round trip: CLUSTER NODES, CLUSTER INFO and INFO (memory, persistence, replication).
+// One round trip: CLUSTER NODES, CLUSTER INFO and INFO (memory, persistence, replication,
+// commandstats).
 // Bounded by connect_timeout + command_timeout: the first reply that times out breaks the client
 // and ends the pipeline.
 MasterView ClusterView::PollMaster(const Endpoint& endpoint) {
@@ -233,7 +244,8 @@ MasterView ClusterView::PollMaster(const Endpoint& endpoint) {
   absl::StatusOr<std::vector<RespValue>> replies =
       client.ok() ? (*client)->Pipeline({{"CLUSTER", "NODES"},
                                          {"CLUSTER", "INFO"},
-                                         {"INFO", "memory", "persistence", "replication"}})
+                                         {"INFO", "memory", "persistence", "replication",
+                                          "commandstats"}})
                   : absl::StatusOr<std::vector<RespValue>>(client.status());
   view.poll_duration = absl::Now() - start;
   if (!replies.ok()) {
@@ -247,6 +259,7 @@ MasterView ClusterView::PollMaster(const Endpoint& endpoint) {
   if (!infos_reply.is_error()) {
     view.memory = ParseMemoryInfo(infos_reply.str);
     view.loading = InfoField(infos_reply.str, "loading") == "1";
+    view.migrate_calls = MigrateCalls(infos_reply.str);
   }
   if (IsLoadingError(nodes_reply) || IsLoadingError(info_reply)) view.loading = true;
   if (!info_reply.is_error()) view.info = ParseClusterInfo(info_reply.str);

@@ -64,6 +64,10 @@ struct MasterView {
   ClusterInfo info;
   MemoryInfo memory;
   uint64_t config_epoch = 0;  // its own, from its myself line
+  // MIGRATE commands this node has served (INFO commandstats), -1 = unknown. A migration makes
+  // it grow on the node keys leave; client writes and expiries never do, so this, not key
+  // counts alone, tells a live reshard from traffic on a stuck slot.
+  int64_t migrate_calls = -1;
   // How long this master took to answer the poll's pipeline (connect included). A master that
   // answers slowly may be blocked inside a MIGRATE (MIGRATION.md A.5): the detector backs off.
   absl::Duration poll_duration = absl::ZeroDuration();

@@ -17,13 +17,21 @@ using protocol::RespValue;
 
 constexpr std::string_view kTag = "{mwatch}";
 
-// KEYS: lease, fence. ARGV: sidecar id, ttl ms. Returns {1, value} when taken, {0, holder} when
-// someone holds it. The fence only moves when the lease is free, so tokens grow by holder.
+// KEYS: lease, fence. ARGV: sidecar id, ttl ms, takeover ("1": a lease held under our own id is
+// an earlier process's, e.g. a sidecar restarted with the same --sidecar-id after a crash).
+// Returns {1, value} when taken, {0, holder} when someone holds it. The fence only moves when the
+// lease is taken, so tokens grow by holder, and a taken-over holder fails its next renewal.
 constexpr std::string_view kAcquireScript = R"lua(
 local cur = redis.call('GET', KEYS[1])
-if cur then return {0, cur} end
+local mine = cur and ARGV[3] == '1' and string.sub(cur, 1, #ARGV[1] + 1) == ARGV[1] .. ':'
+  and string.match(string.sub(cur, #ARGV[1] + 2), '^%d+$') ~= nil
+if cur and not mine then return {0, cur} end
 local t = redis.call('INCR', KEYS[2])
 local v = ARGV[1] .. ':' .. t
+if mine then
+  redis.call('SET', KEYS[1], v, 'PX', ARGV[2])
+  return {1, v}
+end
 if redis.call('SET', KEYS[1], v, 'NX', 'PX', ARGV[2]) then return {1, v} end
 return {0, ''}
 )lua";
@@ -191,9 +199,12 @@ absl::StatusOr<bool> Lease::Acquire(uint16_t slot) {
   if (slot == ControlSlot()) {
     return absl::FailedPreconditionError("refusing to lease the control slot itself");
   }
+  // A lease under our id that this object did not take was left by a dead process with our id
+  // (sidecar ids are unique per process): waiting for its TTL would stall the repair for nothing.
+  const bool takeover = !held_.contains(slot);
   absl::StatusOr<RespValue> reply =
       Eval(kAcquireScript, {LeaseKey(slot), FenceKey(slot)},
-           {options_.sidecar_id, std::to_string(options_.ttl.count())});
+           {options_.sidecar_id, std::to_string(options_.ttl.count()), takeover ? "1" : "0"});
   if (!reply.ok()) return reply.status();
   if (!reply->is_array() || reply->elements.size() != 2) {
     return absl::InternalError(

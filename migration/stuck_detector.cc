@@ -251,6 +251,8 @@ void Classifier::SetParties(const std::string& a, const std::string& b) {
   a_.keys_target = f_.Keys(ib_);
   a_.source_epoch = ia_ >= 0 ? f_.M(ia_).config_epoch : 0;
   a_.target_epoch = ib_ >= 0 ? f_.M(ib_).config_epoch : 0;
+  a_.source_migrate_calls = ia_ >= 0 ? f_.M(ia_).migrate_calls : -1;
+  a_.target_migrate_calls = ib_ >= 0 ? f_.M(ib_).migrate_calls : -1;
   FillKeysElsewhere();
 }
 
@@ -809,14 +811,18 @@ bool StuckDetector::Track(uint16_t slot, History* h, const SlotAssessment& a, ab
   } else {
     const int64_t prev_from = drain ? h->keys_target : h->keys_source;
     const int64_t prev_to = drain ? h->keys_source : h->keys_target;
-    // Keys left the node they move from, or reached the other one without the first growing
-    // (writes to both sides are traffic, not progress), or an epoch changed.
+    const int64_t migrates = drain ? a.target_migrate_calls : a.source_migrate_calls;
+    const int64_t prev_migrates = drain ? h->target_migrate_calls : h->source_migrate_calls;
+    // Progress is someone MIGRATEing from the node keys move from, keys leaving it AND reaching
+    // the other side in one interval (a tool that copies by RESTORE), or an epoch change. One
+    // count moving alone is client traffic: new keys go to the target by ASK, keys expire or are
+    // deleted on the source; on a busy slot that never stops, so it must not hold off a repair.
+    const bool migrated = migrates >= 0 && prev_migrates >= 0 && migrates > prev_migrates;
     const bool from_fell = from >= 0 && prev_from >= 0 && from < prev_from;
-    const bool from_grew = from >= 0 && prev_from >= 0 && from > prev_from;
     const bool to_grew = to >= 0 && prev_to >= 0 && to > prev_to;
     const bool epoch = (a.source_epoch != 0 && a.source_epoch != h->source_epoch) ||
                        (a.target_epoch != 0 && a.target_epoch != h->target_epoch);
-    if (from_fell || (to_grew && !from_grew) || epoch) h->last_progress = h->moved_at = now;
+    if (migrated || (from_fell && to_grew) || epoch) h->last_progress = h->moved_at = now;
   }
   h->signature = a.signature;
   h->source_id = a.source.id;
@@ -825,6 +831,8 @@ bool StuckDetector::Track(uint16_t slot, History* h, const SlotAssessment& a, ab
   if (a.keys_target >= 0) h->keys_target = a.keys_target;
   if (a.source_epoch != 0) h->source_epoch = a.source_epoch;
   if (a.target_epoch != 0) h->target_epoch = a.target_epoch;
+  if (a.source_migrate_calls >= 0) h->source_migrate_calls = a.source_migrate_calls;
+  if (a.target_migrate_calls >= 0) h->target_migrate_calls = a.target_migrate_calls;
   return true;
 }
 

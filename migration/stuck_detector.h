@@ -113,6 +113,8 @@ struct SlotAssessment {
   std::map<std::string, int64_t> keys_elsewhere;  // other masters (by id) with keys > 0 or -1
   uint64_t source_epoch = 0;  // config epochs from their own myself lines (0 = unknown)
   uint64_t target_epoch = 0;
+  int64_t source_migrate_calls = -1;  // MasterView::migrate_calls of source / target
+  int64_t target_migrate_calls = -1;
   bool complete = false;  // every master reachable and counted for this slot
   std::vector<PlanStep> plan;
   // Meaningful only for an interrupted or half-closed migration (S3, S1b): move the target's keys
@@ -217,6 +219,8 @@ class StuckDetector {
     int64_t keys_target = -1;
     uint64_t source_epoch = 0;
     uint64_t target_epoch = 0;
+    int64_t source_migrate_calls = -1;
+    int64_t target_migrate_calls = -1;
     absl::Time since = absl::InfinitePast();
     absl::Time signature_since = absl::InfinitePast();
     absl::Time last_progress = absl::InfinitePast();

@@ -107,6 +107,15 @@ TEST_F(ClusterViewLive, OpenMarkersAreSeenOnTheRightNodesWithKeyCounts) {
   EXPECT_EQ(a->KeysIn(4000), 0);
   EXPECT_EQ(a->KeysIn(201), -1);  // not asked
   for (const MasterView& m : snap->masters) EXPECT_EQ(m.OwnerId(slot), c().id(0));
+  // MIGRATEs served by the source (INFO commandstats) grow with every batch: the detector's
+  // evidence of a live migration, which client writes to either side never produce.
+  EXPECT_GE(a->migrate_calls, 1);
+  const int64_t calls = a->migrate_calls;
+  ASSERT_TRUE(c().MigrateKeys(0, 1, slot, 1).ok());
+  auto again = view.Poll({});
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_NE(again->MasterById(c().id(0)), nullptr);
+  EXPECT_GT(again->MasterById(c().id(0))->migrate_calls, calls);
 
   // Put the slot back: close A first (a MIGRATING A answers ASK to the RESTORE-ASKING of keys it
   // does not have), then move the keys home, then close B.

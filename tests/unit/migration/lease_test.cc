@@ -156,6 +156,31 @@ TEST_F(LeaseTest, ExpiryLetsTheOtherInAndTheFormerHolderCannotRenew) {
   EXPECT_TRUE(b->Release(slot).ok());
 }
 
+// A sidecar restarted with the same id (kill -9 mid-repair, a pod's stable name) takes over the
+// lease its dead predecessor left at once, with a new token; the predecessor is fenced off.
+// Another id (even one with our id as a prefix) still has to wait.
+TEST_F(LeaseTest, ARestartedSidecarTakesOverTheLeaseItsOwnIdLeft) {
+  const uint16_t slot = NextSlot();
+  auto dead = MakeLease("sc-r");
+  ASSERT_TRUE(*dead->Acquire(slot));
+  const uint64_t token_dead = *dead->token(slot);
+  auto prefixed = MakeLease("sc");
+  EXPECT_FALSE(*prefixed->Acquire(slot));
+  auto other = MakeLease("sc-r2");
+  EXPECT_FALSE(*other->Acquire(slot));
+
+  auto restarted = MakeLease("sc-r");
+  auto got = restarted->Acquire(slot);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(*got);
+  EXPECT_GT(*restarted->token(slot), token_dead);
+  EXPECT_EQ(dead->Renew(slot).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(dead->WriteJournal(slot, Journal{}).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(restarted->Renew(slot).ok());
+  EXPECT_FALSE(*other->Acquire(slot));
+  EXPECT_TRUE(restarted->Release(slot).ok());
+}
+
 TEST_F(LeaseTest, RacingSidecarsNeverShareASlot) {
   constexpr int kSidecars = 4;
   constexpr int kSlots = 40;

@@ -481,10 +481,33 @@ TEST_F(StuckDetectorTest, ProgressResetsTheTimer) {
   EXPECT_EQ(v.last_progress, start_ + absl::Seconds(50));
   EXPECT_EQ(At(d, absl::Seconds(109), Reshard(9, 6)).verdict, Verdict::kObserving);
   EXPECT_EQ(At(d, absl::Seconds(110), Reshard(9, 6)).verdict, Verdict::kStuck);
-  // Only the source falling counts; a target growing alone too, writes to both sides do not.
-  EXPECT_EQ(At(d, absl::Seconds(200), Reshard(9, 7)).verdict, Verdict::kProgressing);
-  At(d, absl::Seconds(300), Reshard(9, 7));
+  // One count moving alone is client traffic, not progress: new keys reaching the target by
+  // ASK, keys expiring or deleted on the source, writes to both sides.
+  EXPECT_EQ(At(d, absl::Seconds(200), Reshard(9, 7)).verdict, Verdict::kStuck);
+  EXPECT_EQ(At(d, absl::Seconds(300), Reshard(8, 7)).verdict, Verdict::kStuck);
   EXPECT_EQ(At(d, absl::Seconds(400), Reshard(12, 9)).verdict, Verdict::kStuck);
+}
+
+// A slot that keeps getting new keys (each goes to the target by ASK) is still stuck: only a
+// MIGRATE served by the source, or keys leaving it and reaching the target together, is progress.
+TEST_F(StuckDetectorTest, NewKeysOnTheTargetAloneAreTrafficButMigrateCallsAreProgress) {
+  StuckDetector d(Options());
+  auto with_calls = [](int64_t a, int64_t b, int64_t calls) {
+    ClusterSnapshot s = Reshard(a, b);
+    s.masters[0].migrate_calls = calls;
+    return s;
+  };
+  At(d, absl::ZeroDuration(), with_calls(10, 5, 7));
+  for (int t = 10; t < 60; t += 10) {
+    EXPECT_EQ(At(d, absl::Seconds(t), with_calls(10, 5 + t, 7)).verdict, Verdict::kObserving);
+  }
+  EXPECT_EQ(At(d, absl::Seconds(60), with_calls(10, 70, 7)).verdict, Verdict::kStuck);
+  // Someone runs MIGRATE on the source (e.g. moving a key that already exists on the target
+  // with REPLACE, so the target count stays): progress.
+  EXPECT_EQ(At(d, absl::Seconds(70), with_calls(9, 70, 8)).verdict, Verdict::kProgressing);
+  // Unknown counters (an unreachable node) are never progress by themselves.
+  EXPECT_EQ(At(d, absl::Seconds(80), with_calls(9, 70, -1)).verdict, Verdict::kProgressing);
+  EXPECT_EQ(At(d, absl::Seconds(130), with_calls(9, 70, 8)).verdict, Verdict::kStuck);
 }
 
 TEST_F(StuckDetectorTest, EpochChangeIsProgress) {
