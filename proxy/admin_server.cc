@@ -88,6 +88,24 @@ std::string SlotsJson(const TopologySnapshot& t, const std::string& open_slots_j
   return out.dump() + "\n";
 }
 
+absl::Status ProbeHealthz(const std::string& host, uint16_t port) {
+  // A wildcard listen address is reached through loopback.
+  const std::string target = host == "0.0.0.0" ? "127.0.0.1" : host == "::" ? "::1" : host;
+  httplib::Client client(target, port);
+  client.set_connection_timeout(2, 0);
+  client.set_read_timeout(2, 0);
+  httplib::Result result = client.Get("/healthz");
+  const std::string where = StrCat("http://", FormatAddress(target, port), "/healthz");
+  if (!result) {
+    return absl::UnavailableError(
+        StrCat(where, ": no answer (", httplib::to_string(result.error()), " error)"));
+  }
+  if (result->status != 200) {
+    return absl::UnavailableError(StrCat(where, ": HTTP ", result->status));
+  }
+  return absl::OkStatus();
+}
+
 AdminServer::AdminServer(AdminServerOptions options, AdminSource* source)
     : options_(std::move(options)), source_(source), server_(std::make_unique<httplib::Server>()) {}
 
@@ -97,6 +115,15 @@ absl::Status AdminServer::Start() {
   size_t threads = options_.threads;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(options_.max_body_bytes);
+  // httplib bounds each header line but not their count: refuse floods before any handler runs.
+  server_->set_pre_routing_handler([max = options_.max_headers](const httplib::Request& req,
+                                                                 httplib::Response& res) {
+    if (req.headers.size() <= max) return httplib::Server::HandlerResponse::Unhandled;
+    res.status = 431;
+    res.set_content(json{{"error", StrCat("more than ", max, " header lines")}}.dump() + "\n",
+                    "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   server_->set_read_timeout(5, 0);
   server_->set_write_timeout(5, 0);
   server_->set_keep_alive_max_count(100);

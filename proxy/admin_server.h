@@ -56,6 +56,7 @@ struct AdminServerOptions {
   std::string token;  // empty: mutating endpoints answer 403
   size_t threads = 2;
   size_t max_body_bytes = 64 * 1024;
+  size_t max_headers = 64;
 };
 
 class AdminServer {
@@ -81,6 +82,10 @@ class AdminServer {
   std::atomic<bool> listen_returned_{false};
   uint16_t port_ = 0;
 };
+
+// `slotpilot --healthcheck=HOST:PORT`: GET /healthz of a running proxy's admin server with a short
+// timeout; OK when it answers 200 (a container HEALTHCHECK needs no curl in the image).
+absl::Status ProbeHealthz(const std::string& host, uint16_t port);
 
 // JSON renderings, exposed for tests.
 std::string LoopsJson(const std::vector<LoopRecord>& loops, std::optional<uint16_t> slot_filter);

@@ -12,6 +12,22 @@
 #include "proxy/worker.h"
 
 namespace slotpilot::proxy {
+namespace {
+
+// "ip:port", "[ip6]:port".
+std::string FormatAddress(const sockaddr_storage& addr) {
+  char ip[64] = {0};
+  if (addr.ss_family == AF_INET6) {
+    const auto* a6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    uv_ip6_name(a6, ip, sizeof(ip));
+    return StrCat("[", ip, "]:", ntohs(a6->sin6_port));
+  }
+  const auto* a4 = reinterpret_cast<const sockaddr_in*>(&addr);
+  uv_ip4_name(a4, ip, sizeof(ip));
+  return StrCat(ip, ":", ntohs(a4->sin_port));
+}
+
+}  // namespace
 
 // A uv_write in progress: the first `count` requests of writing_ are released in its callback.
 struct ClientSession::WriteReq {
@@ -28,7 +44,38 @@ ClientSession::ClientSession(Worker* worker, uint64_t id)
   created_ms = last_activity_ms = worker_->now_ms();
 }
 
-ClientSession::~ClientSession() = default;
+ClientSession::~ClientSession() {
+  if (registered_) worker_->shared().client_registry.Remove(&row_);
+}
+
+void ClientSession::SetName(std::string_view new_name) {
+  name.assign(new_name.data(), new_name.size());
+  if (registered_) worker_->shared().client_registry.SetName(&row_, name);
+}
+
+// After each command: what CLIENT LIST shows of this client's state.
+void ClientSession::RefreshRow() {
+  bool multi = in_transaction();
+  row_.SetFlag(ClientRow::kMulti, multi);
+  row_.SetFlag(ClientRow::kPubSub, subscribed());
+  row_.multi_queued.store(multi ? static_cast<int32_t>(transaction_->queued_count()) : -1,
+                          std::memory_order_relaxed);
+}
+
+void ClientSession::Register() {
+  row_.id = id_;
+  row_.addr = peer;
+  row_.created_ms = created_ms;
+  uv_os_fd_t fd = -1;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) == 0) row_.fd = fd;
+  struct sockaddr_storage addr;
+  int len = sizeof(addr);
+  if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    row_.laddr = FormatAddress(addr);
+  }
+  worker_->shared().client_registry.Add(&row_);
+  registered_ = true;
+}
 
 Transaction& ClientSession::transaction() {
   if (transaction_ == nullptr) transaction_ = std::make_unique<Transaction>(worker_, this);
@@ -62,12 +109,13 @@ void ClientSession::ReleaseIdleDedicated() {
       ++it;
     }
   }
+  row_.SetFlag(ClientRow::kBlocked, !dedicated_.empty());
 }
 
 void ClientSession::ResetState() {
   if (transaction_ != nullptr) transaction_->Reset();
   if (pubsub_ != nullptr) pubsub_->Reset();
-  name.clear();
+  SetName("");
   authenticated = false;
 }
 
@@ -76,17 +124,9 @@ void ClientSession::Start() {
   struct sockaddr_storage addr;
   int len = sizeof(addr);
   if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    char ip[64] = {0};
-    if (addr.ss_family == AF_INET6) {
-      auto* a6 = reinterpret_cast<sockaddr_in6*>(&addr);
-      uv_ip6_name(a6, ip, sizeof(ip));
-      peer = StrCat("[", ip, "]:", ntohs(a6->sin6_port));
-    } else {
-      auto* a4 = reinterpret_cast<sockaddr_in*>(&addr);
-      uv_ip4_name(a4, ip, sizeof(ip));
-      peer = StrCat(ip, ":", ntohs(a4->sin_port));
-    }
+    peer = FormatAddress(addr);
   }
+  Register();
   reading_ = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), OnAllocCb, OnReadCb) == 0;
   if (!reading_) Close("read start failed");
 }
@@ -118,7 +158,8 @@ void ClientSession::OnReadable(ssize_t nread) {
 void ClientSession::ProcessInput() {
   const WorkerOptions& o = worker_->options();
   while (!closing_ && !close_after_replies_) {
-    if (in_flight() >= o.max_pending_per_client) {
+    // A request waiting for throttle budget stops the reading too: TCP backpressure, bounded memory.
+    if (in_flight() >= o.max_pending_per_client || throttle_waiting > 0) {
       PauseReading();
       break;
     }
@@ -167,6 +208,7 @@ bool ClientSession::DispatchOne(std::string_view data, const protocol::ParseResu
     raw = input_.Take(res.consumed);
   }
   worker_->dispatcher().Dispatch(this, absl::MakeConstSpan(argv), std::move(raw));
+  RefreshRow();
   return !closing_;
 }
 
@@ -268,7 +310,7 @@ void ClientSession::PauseReading() {
 
 void ClientSession::MaybeResumeReading() {
   if (!read_paused_ || closing_ || close_after_replies_ || worker_->draining()) return;
-  if (in_flight() > worker_->options().max_pending_per_client / 2) return;
+  if (in_flight() > worker_->options().max_pending_per_client / 2 || throttle_waiting > 0) return;
   read_paused_ = false;
   uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), OnAllocCb, OnReadCb);
   ProcessInput();  // requests already buffered while paused
@@ -304,11 +346,25 @@ void ClientSession::Sweep(uint64_t now_ms) {
   }
 }
 
+void ClientSession::Park(Request* r) {
+  worker_->Retain(r);
+  parked_.push_back(r);
+}
+
+void ClientSession::UnparkAll() {
+  while (!parked_.empty() && retries_unresolved == 0) {
+    Request* r = parked_.pop_front();
+    if (!r->abandoned()) worker_->follower().router().Route(r);  // else timed out while parked
+    worker_->Release(r);
+  }
+}
+
 void ClientSession::Close(std::string_view why) {
   if (closing_) return;
   closing_ = true;
-  SPDLOG_DEBUG("client {} ({}) closing: {}", id_, peer, why);
+  spdlog::debug("client {} ({}) closing: {}", id_, peer, why);
   if (reading_) uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  while (!parked_.empty()) worker_->Release(parked_.pop_front());
   while (!pending_.empty()) {
     Request* r = pending_.pop_front();
     r->session = nullptr;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "protocol/request_parser.h"
+#include "proxy/client_registry.h"
 #include "proxy/input_buffer.h"
 #include "proxy/request.h"
 #include "proxy/ring_buffer.h"
@@ -77,9 +78,23 @@ class ClientSession {
   // Per-connection state of proxy-served commands.
   uint64_t id() const { return id_; }
   bool authenticated = false;
-  std::string name;  // CLIENT SETNAME
+  std::string name;  // CLIENT SETNAME (set it with SetName: the registry keeps a copy)
+  void SetName(std::string_view new_name);
+  // This client's row in the process-wide registry (CLIENT LIST); in it from Start() to close.
+  ClientRow& row() { return row_; }
   uint64_t retry_batch_due_ms = 0;  // when this client's requests waiting for a retry are resent
+  // Requests of this client that needed a retry and are not answered yet. While any is, newer
+  // requests are parked here (in order) instead of sent: one sent behind a retried command on the
+  // same connection could otherwise run first (CLUSTERDOWN for the one, OK for the next).
+  uint32_t retries_unresolved = 0;
+  bool has_parked() const { return !parked_.empty(); }
+  void Park(Request* r);   // holds a reference until unparked
+  void UnparkAll();        // when retries_unresolved dropped to 0: route parked ones in order
   int32_t last_write_node = -1;  // node of the last write (WAIT asks there)
+  // Requests of this client waiting for throttle budget (ThrottleGate); reading pauses meanwhile.
+  uint32_t throttle_waiting = 0;
+  // ThrottleGate, when throttle_waiting dropped to 0: read (and dispatch) again.
+  void ResumeAfterThrottle() { MaybeResumeReading(); }
   uint64_t created_ms = 0;
   uint64_t last_activity_ms = 0;
   std::string peer;  // "ip:port"
@@ -91,6 +106,8 @@ class ClientSession {
   struct WriteReq;
 
   void ProcessInput();
+  void Register();
+  void RefreshRow();
   bool DispatchOne(std::string_view data, const protocol::ParseResult& res);
   void FailProtocol(std::string_view error);
   void PauseReading();
@@ -113,6 +130,7 @@ class ClientSession {
   RingBuffer<Request*> pending_;  // in request order, not all answered yet
   RingBuffer<Request*> ready_;    // answered, in order, not yet handed to the socket
   RingBuffer<Request*> writing_;  // handed to uv_write, waiting for its callback
+  RingBuffer<Request*> parked_;   // waiting for this client's retries to resolve (see Park)
   size_t output_bytes_ = 0;       // reply bytes in ready_ and writing_
   uint64_t partial_since_ms_ = 0; // when the current incomplete request started (0: none)
   bool reading_ = false;
@@ -123,6 +141,8 @@ class ClientSession {
   std::unique_ptr<Transaction> transaction_;
   std::unique_ptr<PubSubRelay> pubsub_;
   std::map<uint16_t, std::unique_ptr<Upstream>> dedicated_;  // blocking commands, by node
+  ClientRow row_;
+  bool registered_ = false;
 };
 
 }  // namespace slotpilot::proxy

@@ -18,6 +18,7 @@ const std::pair<std::string_view, LocalCommand> kLocal[] = {
     {"client|setname", LocalCommand::kClientSetName},
     {"client|getname", LocalCommand::kClientGetName},
     {"client|id", LocalCommand::kClientId}, {"info", LocalCommand::kInfo},
+    {"client|list", LocalCommand::kClientList}, {"client|info", LocalCommand::kClientInfo},
     {"cluster|keyslot", LocalCommand::kClusterKeySlot},
     {"reset", LocalCommand::kReset},        {"readonly", LocalCommand::kReadOnlyNoop},
     {"readwrite", LocalCommand::kReadOnlyNoop},
@@ -79,6 +80,7 @@ constexpr AllMastersSpec kAllMasters[] = {
     {"function|load", MergeKind::kSameReply, false}, {"function|delete", MergeKind::kAllOk, false},
     {"function|flush", MergeKind::kAllOk, false},    {"config|set", MergeKind::kAllOk, true},
     {"config|resetstat", MergeKind::kAllOk, true},
+    {"pubsub|shardchannels", MergeKind::kConcatArrays, false},
 };
 
 CommandClass ClassOf(const CommandInfo& c) {

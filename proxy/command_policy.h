@@ -28,7 +28,7 @@ enum class CommandRoute : uint8_t {
 
 enum class LocalCommand : uint8_t {
   kNone, kPing, kEcho, kQuit, kSelect, kHello, kAuth, kClientSetName, kClientGetName, kClientId,
-  kInfo, kClusterKeySlot, kReset, kReadOnlyNoop,
+  kInfo, kClusterKeySlot, kReset, kReadOnlyNoop, kClientList, kClientInfo,
   // Transactions (Transaction) and subscribed mode (PubSubRelay).
   kMulti, kExec, kDiscard, kWatch, kUnwatch, kSubscribe, kShardSubscribe, kShardUnsubscribe,
 };

@@ -263,6 +263,7 @@ struct Binding {
   std::function<absl::Status(absl::string_view, Config&)> parse;
   std::function<std::string(const Config&)> format;
   std::function<bool(const Config&, const Config&)> same;
+  std::function<void(const Config&, Config&)> copy;  // from, to
 };
 
 template <typename T, typename Parse, typename Format>
@@ -278,6 +279,7 @@ Binding Bind(T Config::*field, std::string type, std::string metavar, Parse pars
   };
   binding.format = [field, format](const Config& config) { return format(config.*field); };
   binding.same = [field](const Config& a, const Config& b) { return a.*field == b.*field; };
+  binding.copy = [field](const Config& from, Config& to) { to.*field = from.*field; };
   return binding;
 }
 
@@ -381,6 +383,10 @@ std::vector<Option> NetworkOptions() {
       {"listen", kRestart, EndpointValue(&Config::listen), "Address clients connect to (RESP)."},
       {"admin-listen", kRestart, EndpointValue(&Config::admin_listen),
        "Address of the admin HTTP server (health, metrics, config, watcher)."},
+      {"admin-max-body-bytes", kRestart, SizeValue(&Config::admin_max_body_bytes),
+       "Largest admin request body; a larger one gets 413."},
+      {"admin-max-headers", kRestart, IntValue(&Config::admin_max_headers, 8, 1000),
+       "Most header lines an admin request may carry; more get 431."},
   };
 }
 
@@ -488,7 +494,7 @@ std::vector<Option> WatcherOptions() {
       {"watcher", kReload, EnumValue(&Config::watcher, kWatcherWords),
        "Migration watcher: off; observe = detect and report stuck slots; finish = also repair "
        "them, one watcher at a time under a lease."},
-      {"stall-timeout", kReload, DurationValue(&Config::stall_timeout, ZeroIs::kInvalid),
+      {"stall-timeout", kRestart, DurationValue(&Config::stall_timeout, ZeroIs::kInvalid),
        "A migrating slot whose remaining key count has not moved for this long is stalled."},
       {"sidecar-id", kRestart, StringValue(&Config::sidecar_id, "string", "ID"),
        "This proxy's identity in the watcher's lease (one acts per slot). Empty = "
@@ -500,14 +506,18 @@ std::vector<Option> ThrottleOptions() {
   constexpr int kIntMax = std::numeric_limits<int>::max();
   return {
       {"throttle", kReload, EnumValue(&Config::throttle, kThrottleWords),
-       "Throttle requests to a node a slot is migrating away from: off; node = one budget per "
-       "source node; slot = one per migrating slot."},
+       "Throttle requests to a node a slot is migrating away from: off; node = every request "
+       "to the source node counts against its budget; slot = only requests for its migrating "
+       "slots do."},
       {"throttle-rate", kReload, IntValue(&Config::throttle_rate, 0, kIntMax),
        "Budget in requests/s; 0 = throttle-fraction of the node's recent rate."},
       {"throttle-fraction", kReload, DoubleValue(&Config::throttle_fraction, 0, 1),
        "Budget as a fraction of the source node's recent request rate, when throttle-rate is 0."},
       {"throttle-max-delay", kReload, DurationValue(&Config::throttle_max_delay, ZeroIs::kAllowed),
        "Longest a throttled request waits (in order) for budget; then it gets an error."},
+      {"throttle-burst", kReload, DurationValue(&Config::throttle_burst, ZeroIs::kAllowed),
+       "Burst allowance of a throttled node: this much time at its budget rate may be spent at "
+       "once (at least one request)."},
       {"throttle-exempt-reads", kReload, BoolValue(&Config::throttle_exempt_reads),
        "Never throttle read-only commands."},
   };
@@ -582,7 +592,7 @@ std::string SecretSources(const Secret& secret) {
 using Action = ParsedCommandLine::Action;
 
 struct ActionFlag {
-  absl::string_view flag;
+  absl::string_view flag;        // with "=VALUE" when the action takes a value
   absl::string_view short_flag;  // empty = none
   Action action;
   absl::string_view help;
@@ -592,13 +602,37 @@ constexpr ActionFlag kActions[] = {
     {"--version", "", Action::kVersion, "Print the version and exit."},
     {"--print-config-reference", "", Action::kPrintReference,
      "Print the configuration reference (Markdown) and exit."},
+    {"--check-config", "", Action::kCheckConfig,
+     "Load the configuration as for a run (file, flags, secret files), report the first error or "
+     "print the effective configuration, and exit (0 = valid)."},
+    {"--healthcheck=HOST:PORT", "", Action::kHealthcheck,
+     "GET /healthz of a running proxy's admin address; exit 0 if it answers 200 (for container "
+     "HEALTHCHECKs without curl)."},
 };
 
-std::optional<Action> FindAction(std::span<const char* const> args) {
-  for (absl::string_view arg : args) {
+// "--healthcheck=HOST:PORT" -> "--healthcheck".
+absl::string_view ActionName(const ActionFlag& action) {
+  return action.flag.substr(0, action.flag.find('='));
+}
+
+struct FoundAction {
+  Action action;
+  size_t index;             // position in args
+  absl::string_view value;  // after '=' for actions that take a value
+};
+
+std::optional<FoundAction> FindAction(std::span<const char* const> args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const absl::string_view arg = args[i];
     for (const ActionFlag& action : kActions) {
+      const absl::string_view name = ActionName(action);
+      absl::string_view value = arg;
+      if (name.size() != action.flag.size() && absl::ConsumePrefix(&value, name) &&
+          absl::ConsumePrefix(&value, "=")) {
+        return FoundAction{action.action, i, value};
+      }
       if (arg == action.flag || (!action.short_flag.empty() && arg == action.short_flag)) {
-        return action.action;
+        return FoundAction{action.action, i, {}};
       }
     }
   }
@@ -618,6 +652,7 @@ absl::StatusOr<const Option*> LookupFlag(absl::string_view name) {
   }
   for (const ActionFlag& action : kActions) {
     if (action.flag == absl::StrCat("--", name)) return Invalid("--", name, " takes no value");
+    if (ActionName(action) == absl::StrCat("--", name)) return Invalid("--", name, " needs =VALUE");
   }
   const std::string dashed = absl::StrReplaceAll(name, {{"_", "-"}});
   if (dashed != name && FindOption(dashed) != nullptr) {
@@ -926,8 +961,26 @@ EnvLookup DefaultEnv() {
 
 absl::StatusOr<ParsedCommandLine> ParseCommandLine(int argc, const char* const* argv,
                                                    const EnvLookup& env) {
-  const std::span<const char* const> args(argv + (argc > 0 ? 1 : 0), argc > 0 ? argc - 1 : 0);
-  if (std::optional<Action> action = FindAction(args)) return ParsedCommandLine{*action, Config{}};
+  std::span<const char* const> args(argv + (argc > 0 ? 1 : 0), argc > 0 ? argc - 1 : 0);
+  std::vector<const char*> without_check;  // args minus --check-config, which parses the rest
+  Action run_action = Action::kRun;
+  if (std::optional<FoundAction> found = FindAction(args)) {
+    if (found->action == Action::kHealthcheck) {
+      absl::StatusOr<Endpoint> endpoint = ParseEndpoint(found->value);
+      if (!endpoint.ok()) {
+        return Invalid("invalid --healthcheck=", found->value, ": ", endpoint.status().message());
+      }
+      ParsedCommandLine parsed{Action::kHealthcheck, Config{}, *std::move(endpoint)};
+      return parsed;
+    }
+    if (found->action != Action::kCheckConfig) {
+      return ParsedCommandLine{found->action, Config{}, Endpoint{}};
+    }
+    run_action = Action::kCheckConfig;
+    without_check.assign(args.begin(), args.end());
+    without_check.erase(without_check.begin() + static_cast<ptrdiff_t>(found->index));
+    args = without_check;
+  }
   absl::StatusOr<std::vector<FlagValue>> flags = ParseFlags(args);
   if (!flags.ok()) return flags.status();
   absl::StatusOr<Config> config = BuildConfig(*flags);
@@ -935,7 +988,7 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(int argc, const char* const* 
   absl::Status status = CheckRunnable(*config);
   if (status.ok()) status = LoadSecrets(env, *config);
   if (!status.ok()) return status;
-  return ParsedCommandLine{Action::kRun, *std::move(config)};
+  return ParsedCommandLine{run_action, *std::move(config), Endpoint{}};
 }
 
 std::string HelpText() {
@@ -943,7 +996,8 @@ std::string HelpText() {
       "Usage: slotpilot --seeds=HOST:PORT[,HOST:PORT...] [--listen=HOST:PORT]\n"
       "                 [--admin-listen=HOST:PORT] [--threads=N] [--config=FILE]\n"
       "                 [--log-level=LEVEL] [--OPTION=VALUE | --OPTION VALUE]...\n"
-      "       slotpilot --help | --version | --print-config-reference\n\n"
+      "       slotpilot --help | --version | --print-config-reference\n"
+      "       slotpilot --check-config [OPTIONS] | --healthcheck=HOST:PORT\n\n"
       "A Redis Cluster sidecar proxy. Every option below but --config is also a key of the YAML\n"
       "file given by --config (option name with '-' replaced by '_'); flags override the file.\n"
       "Options marked reloadable are re-read on SIGHUP; the others need a restart.\n\n"
@@ -952,7 +1006,7 @@ std::string HelpText() {
     const std::string flags = action.short_flag.empty()
                                   ? std::string(action.flag)
                                   : absl::StrCat(action.short_flag, ", ", action.flag);
-    absl::StrAppend(&text, "  ", flags, std::string(28 - flags.size(), ' '), action.help, "\n");
+    absl::StrAppend(&text, "  ", flags, "\n", Wrap(action.help, 6));
   }
   absl::string_view group;
   for (const Option& option : Options()) {
@@ -1010,6 +1064,18 @@ std::vector<std::string> DiffNonReloadable(const Config& old_config, const Confi
     if (old_config.*secret.value != new_config.*secret.value) changed.emplace_back(secret.name);
   }
   return changed;
+}
+
+}  // namespace slotpilot::proxy
+
+namespace slotpilot::proxy {
+
+Config MergeReloadable(const Config& running, const Config& loaded) {
+  Config merged = running;
+  for (const Option& option : Options()) {
+    if (option.scope == Scope::kReload) option.binding.copy(loaded, merged);
+  }
+  return merged;
 }
 
 }  // namespace slotpilot::proxy

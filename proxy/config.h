@@ -58,6 +58,8 @@ struct Config {
   std::vector<Endpoint> seeds;
   Endpoint listen{"127.0.0.1", 6379};
   Endpoint admin_listen{"127.0.0.1", 9121};
+  uint64_t admin_max_body_bytes = 64 * 1024;
+  int admin_max_headers = 64;
 
   // Limits
   int max_clients = 10000;
@@ -106,6 +108,7 @@ struct Config {
   int throttle_rate = 0;  // ops/s; 0 = use throttle_fraction
   double throttle_fraction = 0.5;
   absl::Duration throttle_max_delay = absl::Milliseconds(500);
+  absl::Duration throttle_burst = absl::Milliseconds(100);
   bool throttle_exempt_reads = false;
 
   // Resolved secrets, filled by ParseCommandLine; empty = not configured (no AUTH upstream,
@@ -120,11 +123,16 @@ using EnvLookup = std::function<std::optional<std::string>(std::string_view name
 EnvLookup DefaultEnv();  // std::getenv
 
 struct ParsedCommandLine {
-  enum class Action : uint8_t { kRun, kHelp, kVersion, kPrintReference };
+  // kCheckConfig: everything kRun does (file, flags, secrets, checks), then exit instead of
+  // serving. kHealthcheck: GET /healthz of the admin address given as --healthcheck=HOST:PORT.
+  enum class Action : uint8_t {
+    kRun, kHelp, kVersion, kPrintReference, kCheckConfig, kHealthcheck
+  };
   Action action = Action::kRun;
-  // Complete (file read, flags applied, secrets loaded, checked) only for kRun; the other actions
-  // return defaults without looking at the remaining arguments.
+  // Complete (file read, flags applied, secrets loaded, checked) only for kRun and kCheckConfig;
+  // the other actions return defaults without looking at the remaining arguments.
   Config config;
+  Endpoint healthcheck;  // kHealthcheck only
 };
 
 // Parses `slotpilot --seeds=HOST:PORT[,...] --listen=HOST:PORT ...` (argv[0] is skipped). Both
@@ -155,6 +163,10 @@ std::vector<std::pair<std::string, std::string>> EffectiveConfig(const Config& c
 // and need a restart to take effect; a changed secret is listed under its own name (e.g.
 // "upstream-password"). Empty when everything that changed can be applied at run time.
 std::vector<std::string> DiffNonReloadable(const Config& old_config, const Config& new_config);
+
+// `running` with every reloadable option taken from `loaded`: what a SIGHUP applies. Options that
+// need a restart (and secrets) keep their running values.
+Config MergeReloadable(const Config& running, const Config& loaded);
 
 }  // namespace slotpilot::proxy
 

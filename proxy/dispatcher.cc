@@ -4,9 +4,9 @@
 #include "protocol/resp.h"
 #include "protocol/slot.h"
 #include "proxy/client_session.h"
+#include "proxy/local_commands.h"
 #include "proxy/pubsub_relay.h"
 #include "proxy/transaction.h"
-#include "proxy/version.h"
 #include "proxy/worker.h"
 
 namespace slotpilot::proxy {
@@ -42,6 +42,8 @@ void Dispatcher::Dispatch(ClientSession* session, absl::Span<const std::string_v
   const WorkerOptions& o = worker_->options();
   const CommandPolicy& policy = PolicyFor(*cmd, o.allow_admin_commands);
   r->command_class = static_cast<uint16_t>(policy.command_class);
+  session->row().last_command.store(*cmd, std::memory_order_relaxed);  // CLIENT LIST's cmd, idle
+  session->row().last_command_ms.store(worker_->now_ms(), std::memory_order_relaxed);
   worker_->stats().requests[r->command_class].Add();
   if (!o.client_password.empty() && !session->authenticated && !policy.allowed_before_auth) {
     if (session->in_transaction()) session->transaction().MarkDirty();
@@ -76,6 +78,11 @@ void Dispatcher::Dispatch(ClientSession* session, absl::Span<const std::string_v
       }
       break;
     case CommandRoute::kAnyMaster:
+      // PUBLISH goes where this worker's SUBSCRIBE connections go (PubSubRelay), so its reply
+      // counts the receivers subscribed through this proxy, as a single Redis would.
+      if ((*cmd)->full_name == "publish" && !worker_->routing().masters().empty()) {
+        r->target_node = worker_->routing().masters().front();
+      }
       break;
     case CommandRoute::kSplitByKey:
       return SplitByKey(policy, **cmd, argv, std::move(raw), r);
@@ -174,7 +181,11 @@ void Dispatcher::RunLocal(ClientSession* session, LocalCommand command, const Co
       protocol::AppendInteger(&scratch_, static_cast<int64_t>(session->id()));
       return ReplyLocal(r, scratch_, false);
     case LocalCommand::kInfo:
-      return ReplyInfo(r);
+      return AnswerInfo(worker_, argv, r);
+    case LocalCommand::kClientList:
+      return AnswerClientList(worker_, argv, r);
+    case LocalCommand::kClientInfo:
+      return AnswerClientInfo(worker_, session, r);
     case LocalCommand::kClusterKeySlot:
       protocol::AppendInteger(&scratch_, protocol::KeyHashSlot(argv[2]));
       return ReplyLocal(r, scratch_, false);
@@ -223,7 +234,7 @@ void Dispatcher::ReplyHello(ClientSession* session, absl::Span<const std::string
   if (!worker_->options().client_password.empty() && !session->authenticated) {
     return worker_->CompleteWithError(r, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
   }
-  if (has_setname) session->name = std::string(setname);
+  if (has_setname) session->SetName(setname);
   scratch_.clear();
   protocol::AppendArrayHeader(&scratch_, 14);
   protocol::AppendBulk(&scratch_, "server");
@@ -271,24 +282,8 @@ void Dispatcher::ReplyClientSetName(ClientSession* session, std::string_view nam
           r, "ERR Client names cannot contain spaces, newlines or special characters.");
     }
   }
-  session->name = std::string(name);
+  session->SetName(name);
   ReplyLocal(r, "+OK\r\n", false);
-}
-
-void Dispatcher::ReplyInfo(Request* r) {
-  const WorkerStats& s = worker_->stats();
-  std::string text = StrCat(
-      "# Server\r\nredis_version:", worker_->redis_version(), "\r\nredis_mode:standalone\r\n",
-      "slotpilot_version:", Version(), "\r\n\r\n# Clients\r\nconnected_clients:",
-      worker_->shared().clients.load(), "\r\n\r\n# Proxy\r\nproxy_worker:", worker_->id(),
-      "\r\nproxy_topology_version:", worker_->routing().version(),
-      "\r\nproxy_masters:", worker_->routing().masters().size(),
-      "\r\nproxy_redirects_moved:", s.redirects_moved.value(),
-      "\r\nproxy_redirects_ask:", s.redirects_ask.value(),
-      "\r\nproxy_request_timeouts:", s.request_timeouts.value(), "\r\n");
-  scratch_.clear();
-  protocol::AppendBulk(&scratch_, text);
-  ReplyLocal(r, scratch_, false);
 }
 
 }  // namespace slotpilot::proxy

@@ -49,7 +49,6 @@ class Dispatcher {
   void ReplyHello(ClientSession* session, absl::Span<const std::string_view> argv, Request* r);
   void ReplyAuth(ClientSession* session, absl::Span<const std::string_view> argv, Request* r);
   void ReplyClientSetName(ClientSession* session, std::string_view name, Request* r);
-  void ReplyInfo(Request* r);
   void ReplyLocal(Request* r, std::string_view bytes, bool is_error);
 
   Worker* worker_;

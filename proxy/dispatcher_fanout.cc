@@ -34,6 +34,10 @@ std::vector<std::pair<uint16_t, uint16_t>> MastersByLowestSlot(const RoutingTabl
 
 std::string MergeScan(const FanOut& fanout, std::string* error) {
   std::string_view reply = fanout.children()[0]->reply.view();
+  if (reply.size() >= 3 && reply[0] == '-') {  // the node's own error (e.g. a bad COUNT)
+    *error = std::string(reply.substr(1, reply.size() - 3));
+    return "";
+  }
   std::vector<std::string_view> parts;
   if (!protocol::SplitArrayElements(reply, &parts).ok() || parts.size() != 2) {
     *error = "ERR slotpilot: unexpected SCAN reply from a node";
@@ -76,6 +80,11 @@ void Dispatcher::SplitByKey(const CommandPolicy& policy, const protocol::Command
   keys_.clear();
   absl::Status st = protocol::GetKeyPositions(cmd, argv, &keys_);
   if (!st.ok()) return worker_->CompleteWithError(r, AsStd(st.message()));
+  // MSET k v k: the arity table allows it (-3), Redis refuses it in the command itself.
+  if (policy.key_value_pairs && argv.size() % 2 == 0) {
+    return worker_->CompleteWithError(
+        r, StrCat("ERR wrong number of arguments for '", cmd.full_name, "' command"));
+  }
   // Group key positions by slot, keeping first-seen order of slots.
   std::vector<uint16_t> slot_order;
   std::map<uint16_t, std::vector<uint32_t>> groups;

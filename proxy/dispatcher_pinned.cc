@@ -118,6 +118,7 @@ void Dispatcher::Blocking(ClientSession* session, const CommandInfo& cmd,
   }
   r->blocking = true;
   worker_->stats().blocked_clients.Add(1);
+  session->row().SetFlag(ClientRow::kBlocked, true);  // cleared by ReleaseIdleDedicated
   if (*seconds > 0) {
     double limit_ms = *seconds * 1000.0 + static_cast<double>(worker_->options().request_timeout_ms);
     r->deadline_ms = r->arrival_ms + static_cast<uint64_t>(std::min(limit_ms, 1e15));

@@ -51,7 +51,7 @@ bool FanOut::FirstError(std::string* out) const {
 }
 
 bool FanOut::Merge(std::string* out) const {
-  if (FirstError(out)) return false;
+  if (kind_ != MergeKind::kCustom && FirstError(out)) return false;  // custom merges decide
   switch (kind_) {
     case MergeKind::kAllOk:
       for (const Request* c : children_) {

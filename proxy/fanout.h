@@ -31,7 +31,7 @@ enum class MergeKind : uint8_t {
   kSameReply,     // SCRIPT LOAD, FUNCTION LOAD/DELETE: every child must agree; that reply
   kAndIntegers,   // SCRIPT EXISTS: element-wise AND of 0/1 arrays
   kRandomNonNil,  // RANDOMKEY: a non-nil reply if any
-  kCustom,        // merge function given by the caller
+  kCustom,        // merge function given by the caller (it also sees children's errors)
 };
 
 class FanOut : public SubRequests {
@@ -45,8 +45,9 @@ class FanOut : public SubRequests {
   // MGET: original key position i is element `element` of child `child`.
   void MapKey(uint32_t child, uint32_t element) { key_map_.emplace_back(child, element); }
   void SetCustomMerge(CustomMerge merge) { custom_ = merge; }
-  // Free-form state for custom merges (e.g. SCAN's cursor context).
+  // Free-form state for custom merges (e.g. SCAN's cursor context, INFO's own sections).
   uint64_t context = 0;
+  std::string text;
 
   // A child was answered. Merges and answers the parent once every child is.
   void OnChildDone(Worker* worker, Request* child) override;

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <string>
 
+#include "proxy/admin_server.h"
 #include "proxy/config.h"
 #include "proxy/logging.h"
 #include "proxy/proxy.h"
@@ -42,6 +43,19 @@ int main(int argc, char** argv) {
     case ParsedCommandLine::Action::kPrintReference:
       std::fputs(slotpilot::proxy::ConfigReferenceMarkdown().c_str(), stdout);
       return 0;
+    case ParsedCommandLine::Action::kCheckConfig:
+      for (const auto& [name, value] : slotpilot::proxy::EffectiveConfig(parsed->config)) {
+        std::printf("%s=%s\n", name.c_str(), value.c_str());
+      }
+      std::fputs("slotpilot: configuration OK\n", stderr);
+      return 0;
+    case ParsedCommandLine::Action::kHealthcheck: {
+      const absl::Status health =
+          slotpilot::proxy::ProbeHealthz(parsed->healthcheck.host, parsed->healthcheck.port);
+      if (health.ok()) return 0;
+      std::fprintf(stderr, "slotpilot: unhealthy: %s\n", std::string(health.message()).c_str());
+      return 1;
+    }
     case ParsedCommandLine::Action::kRun:
       break;
   }
@@ -49,6 +63,7 @@ int main(int argc, char** argv) {
   slotpilot::proxy::InitLogging(level);
   slotpilot::proxy::ProxyOptions options = slotpilot::proxy::ProxyOptionsFromConfig(parsed->config);
   options.log_level = level;
+  options.argv.assign(argv, argv + argc);  // SIGHUP re-parses them
   slotpilot::proxy::Proxy proxy(std::move(options));
   absl::Status status = proxy.Run();
   if (!status.ok()) {

@@ -132,6 +132,9 @@ void WriteUpstreams(PromWriter& w, const StatsTotals& t, const ControlMetrics& c
            static_cast<double>(t.upstream_connect_failures));
   w.Scalar("slotpilot_upstream_disconnects_total", "counter", "Established node connections that were lost (reconnects follow).",
            static_cast<double>(t.upstream_disconnects));
+  w.Scalar("slotpilot_upstream_stalls_total", "counter",
+           "Node connections set aside after no reply for twice the request timeout (new requests use a fresh one).",
+           static_cast<double>(t.upstream_stalls));
   w.Scalar("slotpilot_upstream_fast_failures_total", "counter", "Requests failed at once because their node was in reconnect backoff.",
            static_cast<double>(t.upstream_unreachable_fast_fails));
   w.Family("slotpilot_master_reachable", "gauge", "1 if the master answered the control plane's last PING.");
@@ -195,6 +198,33 @@ void WriteClusterHealth(PromWriter& w, const WatcherMetrics& m) {
   }
 }
 
+// Migration-aware throttling: what waited, for how long, what was refused, and each throttled
+// node's budget and current rate (labels: throttled nodes only, so bounded by the masters).
+void WriteThrottle(PromWriter& w, const StatsTotals& t, const ControlMetrics& c) {
+  w.Scalar("slotpilot_throttled_requests_total", "counter", "Requests that waited for a migration source's budget.",
+           static_cast<double>(t.throttled_requests));
+  w.Scalar("slotpilot_throttle_rejections_total", "counter",
+           "Throttled requests answered with an error after waiting throttle-max-delay.",
+           static_cast<double>(t.throttle_rejections));
+  w.Scalar("slotpilot_throttle_waiting_requests", "gauge", "Requests waiting for budget now.",
+           static_cast<double>(t.throttle_waiting));
+  w.Family("slotpilot_throttle_delay_seconds", "histogram", "Delay added by the throttle to the requests it let through.");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < Histogram::kBoundsUs.size(); ++i) {
+    cumulative += t.throttle_delay_buckets[i];
+    char le[32];
+    std::snprintf(le, sizeof(le), "%g", static_cast<double>(Histogram::kBoundsUs[i]) / 1e6);
+    w.Sample("slotpilot_throttle_delay_seconds_bucket", {{"le", le}}, static_cast<double>(cumulative));
+  }
+  w.Sample("slotpilot_throttle_delay_seconds_bucket", {{"le", "+Inf"}}, static_cast<double>(t.throttle_delay_count));
+  w.Sample("slotpilot_throttle_delay_seconds_sum", {}, static_cast<double>(t.throttle_delay_sum_us) / 1e6);
+  w.Sample("slotpilot_throttle_delay_seconds_count", {}, static_cast<double>(t.throttle_delay_count));
+  w.Family("slotpilot_throttle_budget_ops", "gauge", "Budget of a throttled source node, requests/s across workers.");
+  for (const ThrottleNodeReport& n : c.throttle_nodes) w.Sample("slotpilot_throttle_budget_ops", {{"node", n.address}}, n.budget);
+  w.Family("slotpilot_throttle_rate_ops", "gauge", "Requests/s sent to a throttled source node over the last second.");
+  for (const ThrottleNodeReport& n : c.throttle_nodes) w.Sample("slotpilot_throttle_rate_ops", {{"node", n.address}}, n.rate);
+}
+
 void WriteControl(PromWriter& w, const StatsTotals& t, const ControlMetrics& c) {
   w.Scalar("slotpilot_topology_version", "gauge", "Version of the topology the workers route with.",
            static_cast<double>(c.topology_version));
@@ -211,6 +241,13 @@ void WriteControl(PromWriter& w, const StatsTotals& t, const ControlMetrics& c) 
   w.Sample("slotpilot_loop_reports_total", {{"outcome", "dropped"}}, static_cast<double>(c.loop_reports_dropped));
   w.Scalar("slotpilot_throttled_nodes", "gauge", "Source nodes whose client traffic is being throttled.",
            static_cast<double>(c.throttled_nodes));
+  WriteThrottle(w, t, c);
+  w.Family("slotpilot_config_reloads_total", "counter", "SIGHUP configuration reloads, by result.");
+  w.Sample("slotpilot_config_reloads_total", {{"result", "ok"}}, static_cast<double>(c.config_reloads));
+  w.Sample("slotpilot_config_reloads_total", {{"result", "error"}}, static_cast<double>(c.config_reload_failures));
+  w.Scalar("slotpilot_config_restart_required", "gauge",
+           "Options changed by the last reload that only take effect after a restart.",
+           static_cast<double>(c.config_restart_required));
   WriteWatcher(w, c.watcher);
   WriteClusterHealth(w, c.watcher);
 }
@@ -242,10 +279,17 @@ void StatsTotals::Add(const WorkerStats& s) {
   upstream_connects += s.upstream_connects.value();
   upstream_connect_failures += s.upstream_connect_failures.value();
   upstream_disconnects += s.upstream_disconnects.value();
+  upstream_stalls += s.upstream_stalls.value();
   upstream_connections += s.upstream_connections.value();
   upstream_unreachable_fast_fails += s.upstream_unreachable_fast_fails.value();
   topology_installs += s.topology_installs.value();
   topology_refresh_requests += s.topology_refresh_requests.value();
+  throttled_requests += s.throttled_requests.value();
+  throttle_rejections += s.throttle_rejections.value();
+  throttle_waiting += s.throttle_waiting.value();
+  for (size_t i = 0; i < throttle_delay_buckets.size(); ++i) throttle_delay_buckets[i] += s.throttle_delay.bucket(i);
+  throttle_delay_count += s.throttle_delay.count();
+  throttle_delay_sum_us += s.throttle_delay.sum_us();
 }
 
 std::string RenderPrometheus(const StatsTotals& totals, const ControlMetrics& control,

@@ -14,6 +14,7 @@
 #include "proxy/loop_tracker.h"
 #include "proxy/migration_controller.h"
 #include "proxy/stats.h"
+#include "proxy/throttle.h"
 #include "proxy/topology.h"
 
 namespace slotpilot::proxy {
@@ -44,10 +45,17 @@ struct StatsTotals {
   uint64_t upstream_connects = 0;
   uint64_t upstream_connect_failures = 0;
   uint64_t upstream_disconnects = 0;
+  uint64_t upstream_stalls = 0;
   int64_t upstream_connections = 0;
   uint64_t upstream_unreachable_fast_fails = 0;
   uint64_t topology_installs = 0;
   uint64_t topology_refresh_requests = 0;
+  uint64_t throttled_requests = 0;
+  uint64_t throttle_rejections = 0;
+  int64_t throttle_waiting = 0;
+  std::array<uint64_t, Histogram::kBoundsUs.size() + 1> throttle_delay_buckets{};
+  uint64_t throttle_delay_count = 0;
+  uint64_t throttle_delay_sum_us = 0;
 
   void Add(const WorkerStats& s);
 };
@@ -64,7 +72,12 @@ struct ControlMetrics {
   std::vector<MasterHealth> masters;
   // Gauges of later components, 0 until they exist.
   uint64_t throttled_nodes = 0;
+  std::vector<ThrottleNodeReport> throttle_nodes;  // summed over workers, one per node
   WatcherMetrics watcher;
+  // SIGHUP reloads, and the options changed in the file that wait for a restart.
+  uint64_t config_reloads = 0;
+  uint64_t config_reload_failures = 0;
+  uint64_t config_restart_required = 0;
 };
 
 // Loop slots exposed per slot: the most frequent ones only (bounded cardinality).

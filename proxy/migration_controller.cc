@@ -100,7 +100,12 @@ std::string MigrationController::LeaseHolder(uint16_t slot) {
     int16_t m = t->slot_master[migration::Lease::ControlSlot()];
     if (m >= 0) lease_->SetControlEndpoint({t->masters[m].host, t->masters[m].port});
   }
-  return lease_->OtherActor(slot);
+  // The lease's real holder, else the sidecar we defer to by rendezvous hashing: both keep us
+  // from acting, but only the first holds the lease, so /v1/migrations tells them apart.
+  std::string holder = lease_->OtherActor(slot, /*rendezvous=*/false);
+  if (!holder.empty()) return holder;
+  std::string preferred = lease_->OtherActor(slot);
+  return preferred.empty() ? preferred : StrCat("preferred:", preferred);
 }
 
 std::string MigrationController::PreviousOwner(uint16_t slot) const {
@@ -109,16 +114,57 @@ std::string MigrationController::PreviousOwner(uint16_t slot) const {
   return t->masters[t->slot_master[slot]].id;
 }
 
-// Watcher thread, after every poll: when a repair completed, the workers get a new
-// MigrationState so requests held on the repaired slots retry at once.
+// Watcher thread: the open slots the workers throttle for. A slot whose repair committed in this
+// round is left out at once (the poll behind `status` predates the repair), so the throttle on
+// its source lifts without waiting for the next poll. The source comes from the watcher's
+// assessment, else from the proxy's topology (the owner is the source of an open slot).
+std::vector<MigrationState::OpenSlot> MigrationController::OpenSlots(
+    const migration::WatcherStatus& status) const {
+  std::vector<MigrationState::OpenSlot> out;
+  TopologySnapshot topology = topology_();
+  for (const migration::OpenSlotAge& o : status.open_slots) {
+    auto gen = status.repair_generation.find(o.slot);
+    auto seen = published_generation_.find(o.slot);
+    uint32_t published = seen == published_generation_.end() ? 0 : seen->second;
+    if (gen != status.repair_generation.end() && gen->second != published) continue;
+    MigrationState::OpenSlot slot;
+    slot.slot = o.slot;
+    const migration::SlotStatus* st = status.Find(o.slot);
+    std::string source = st == nullptr ? "" : st->source;
+    size_t colon = source.rfind(':');
+    int port = 0;
+    if (colon != std::string::npos && ParseInt(std::string_view(source).substr(colon + 1), &port) &&
+        port > 0 && port < 65536) {
+      slot.source_host = source.substr(0, colon);
+      slot.source_port = static_cast<uint16_t>(port);
+    } else if (topology != nullptr && topology->slot_master[o.slot] >= 0) {
+      const TopologyNode& owner = topology->masters[topology->slot_master[o.slot]];
+      slot.source_host = owner.host;
+      slot.source_port = owner.port;
+    }
+    if (st != nullptr) slot.target = st->target;
+    out.push_back(std::move(slot));
+  }
+  return out;
+}
+
+// Watcher thread, after every poll: a new MigrationState for the workers when a repair completed
+// (requests held on the repaired slots retry at once) or the set of open slots changed (the
+// throttle starts or lifts).
 void MigrationController::OnPublish(const std::shared_ptr<const migration::WatcherStatus>& status) {
-  if (state_version_ != 0 && status->repairs_completed == published_repairs_) return;
+  std::vector<MigrationState::OpenSlot> open = OpenSlots(*status);
+  bool repaired = status->repairs_completed != published_repairs_;
+  if (state_version_ != 0 && !repaired && open == published_open_) return;
   published_repairs_ = status->repairs_completed;
+  published_generation_ = status->repair_generation;
+  published_open_ = open;
   auto state = std::make_shared<MigrationState>();
   state->version = ++state_version_;
   for (const auto& [slot, generation] : status->repair_generation) {
     state->repair_generation[slot] = generation;
   }
+  state->open_slots = std::move(open);
+  state->owners_changed = repaired;
   publish_(std::move(state));
 }
 

@@ -90,7 +90,11 @@ class MigrationController {
   std::unique_ptr<migration::Lease> lease_;
   std::unique_ptr<migration::Finisher> finisher_;
   std::unique_ptr<migration::Watcher> watcher_;
+  std::vector<MigrationState::OpenSlot> OpenSlots(const migration::WatcherStatus& status) const;
+
   uint64_t published_repairs_ = 0;  // watcher thread only
+  std::map<uint16_t, uint32_t> published_generation_;        // watcher thread only
+  std::vector<MigrationState::OpenSlot> published_open_;     // watcher thread only
   uint64_t state_version_ = 0;      // watcher thread only
 };
 

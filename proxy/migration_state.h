@@ -6,6 +6,8 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "protocol/slot.h"
 
@@ -16,6 +18,20 @@ struct MigrationState {
   // Bumped for a slot each time the watcher repairs it: requests held in a redirect loop on that
   // slot are retried when its generation changes.
   std::array<uint32_t, protocol::kSlotCount> repair_generation{};
+  // A repair committed since the previous state: slot owners changed (an unassigned slot may
+  // have been assigned, which no MOVED would ever announce), so the slot map needs a refresh.
+  bool owners_changed = false;
+
+  // Every slot the watcher sees open (MIGRATING and/or IMPORTING somewhere), sorted by slot,
+  // except slots whose repair just committed. The throttle slows client traffic to `source_*`.
+  struct OpenSlot {
+    uint16_t slot = 0;
+    std::string source_host;  // empty when the source is not a known master
+    uint16_t source_port = 0;
+    std::string target;       // "host:port", for display
+    bool operator==(const OpenSlot&) const = default;
+  };
+  std::vector<OpenSlot> open_slots;
 };
 
 using MigrationStateSnapshot = std::shared_ptr<const MigrationState>;

@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include "absl/strings/str_join.h"
 #include "protocol/strings.h"
 #include "proxy/logging.h"
 #include "proxy/version.h"
@@ -25,6 +26,30 @@ std::string DefaultSidecarId() {
   char suffix[16];
   std::snprintf(suffix, sizeof(suffix), "%04x", rd() & 0xFFFF);
   return StrCat(host, "-", getpid(), "-", suffix);
+}
+
+std::string ValueOf(const std::vector<std::pair<std::string, std::string>>& values,
+                    std::string_view name) {
+  for (const auto& [key, value] : values) {
+    if (key == name) return value;
+  }
+  return "";
+}
+
+// Every worker's throttled nodes, summed per node (any thread).
+std::vector<ThrottleNodeReport> ThrottleNodes(const std::vector<std::unique_ptr<Worker>>& workers) {
+  std::vector<std::vector<ThrottleNodeReport>> per_worker;
+  for (const auto& w : workers) per_worker.push_back(w->ThrottleReports());
+  return MergeThrottleReports(per_worker);
+}
+
+migration::WatcherMode ToWatcherMode(WatcherMode mode) {
+  switch (mode) {
+    case WatcherMode::kOff: return migration::WatcherMode::kOff;
+    case WatcherMode::kObserve: return migration::WatcherMode::kObserve;
+    case WatcherMode::kFinish: return migration::WatcherMode::kFinish;
+  }
+  return migration::WatcherMode::kObserve;
 }
 }  // namespace
 
@@ -59,6 +84,7 @@ ProxyOptions ProxyOptionsFromConfig(const Config& c) {
   w.loop_hold = c.loop_policy == LoopPolicy::kHold;
   w.loop_hold_timeout_ms = Ms(c.loop_hold_timeout);
   w.loop_hold_max_requests = static_cast<size_t>(c.loop_hold_max_requests);
+  w.throttle = ThrottleOptionsFromConfig(c);
   TopologyRefresherOptions& t = o.topology;
   for (const Endpoint& e : c.seeds) t.seeds.push_back({e.host, e.port});
   t.interval_ms = Ms(c.topology_refresh_interval);
@@ -70,6 +96,8 @@ ProxyOptions ProxyOptionsFromConfig(const Config& c) {
   o.admin.host = c.admin_listen.host;
   o.admin.port = c.admin_listen.port;
   o.admin.token = c.admin_token;
+  o.admin.max_body_bytes = c.admin_max_body_bytes;
+  o.admin.max_headers = static_cast<size_t>(c.admin_max_headers);
   o.effective_config = proxy::EffectiveConfig(c);
   o.watcher_enabled = c.watcher != WatcherMode::kOff;
   MigrationControllerOptions& m = o.migration;
@@ -83,6 +111,7 @@ ProxyOptions ProxyOptionsFromConfig(const Config& c) {
   // Unattended repairs never move a key that would block its source for longer than a quarter
   // of cluster-node-timeout (that risks a failover); such slots are left to an operator.
   m.finisher.refuse_blocking_keys = c.watcher == WatcherMode::kFinish;
+  o.config = c;
   return o;
 }
 
@@ -97,6 +126,8 @@ Proxy::Proxy(ProxyOptions options)
   loop_reports_.SetNotify([this] { uv_async_send(&loop_reports_async_); });
   shared_.loop_reports = &loop_reports_;
   log_level_ = options_.log_level;
+  effective_config_ = options_.effective_config;
+  running_config_ = options_.config;
 }
 
 void Proxy::Shutdown() { uv_async_send(&shutdown_async_); }
@@ -150,12 +181,13 @@ absl::Status Proxy::Run() {
       return admin_started;
     }
   }
-  for (uv_signal_t* s : {&sigterm_, &sigint_}) {
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
     uv_signal_init(&loop_, s);
     s->data = this;
   }
   uv_signal_start(&sigterm_, OnSignal, SIGTERM);
   uv_signal_start(&sigint_, OnSignal, SIGINT);
+  uv_signal_start(&sighup_, OnSighup, SIGHUP);
   signals_started_ = true;
   spdlog::info("slotpilot {} listening on {} with {} worker(s)", Version(),
                FormatAddress(options_.worker.listen_host, options_.worker.listen_port),
@@ -192,6 +224,7 @@ void Proxy::BeginShutdown(int signum) {
   if (signals_started_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&loop_reports_async_), nullptr);
@@ -237,8 +270,13 @@ ControlMetrics Proxy::Control() const {
     c.topology_refresh_failures = refresher_->failures();
   }
   if (migration_ != nullptr) c.watcher = migration_->Metrics();
+  c.throttle_nodes = ThrottleNodes(workers_);
+  c.throttled_nodes = c.throttle_nodes.size();
   c.loop_reports_queued = loop_reports_.pushed();
   c.loop_reports_dropped = loop_reports_.dropped();
+  c.config_reloads = config_reloads_.load();
+  c.config_reload_failures = config_reload_failures_.load();
+  c.config_restart_required = config_restart_required_.load();
   c.masters = Masters();
   return c;
 }
@@ -251,16 +289,75 @@ std::vector<LoopRecord> Proxy::Loops() const {
 }
 
 std::vector<std::pair<std::string, std::string>> Proxy::EffectiveConfig() const {
-  auto config = options_.effective_config;
+  std::lock_guard<std::mutex> lock(log_level_mu_);
+  auto config = effective_config_;
   for (auto& [key, value] : config) {
-    if (key == "log-level") value = LogLevel();
+    if (key == "log-level") value = log_level_;
   }
   return config;
 }
 
+void Proxy::OnSighup(uv_signal_t* handle, int) { static_cast<Proxy*>(handle->data)->Reload(); }
+
+void Proxy::Reload() {
+  if (options_.argv.empty()) {
+    spdlog::warn("SIGHUP: no command line to re-read; nothing reloaded");
+    return;
+  }
+  std::vector<const char*> argv;
+  for (const std::string& arg : options_.argv) argv.push_back(arg.c_str());
+  absl::StatusOr<ParsedCommandLine> parsed =
+      ParseCommandLine(static_cast<int>(argv.size()), argv.data());
+  if (!parsed.ok() || parsed->action != ParsedCommandLine::Action::kRun) {
+    config_reload_failures_.fetch_add(1);
+    spdlog::error("SIGHUP: configuration not reloaded, keeping the running one: {}",
+                  parsed.ok() ? std::string("the command line is not a run")
+                              : std::string(parsed.status().message()));
+    return;
+  }
+  std::vector<std::string> restart = ApplyReloadable(parsed->config);
+  config_reloads_.fetch_add(1);
+  config_restart_required_.store(restart.size());
+  if (restart.empty()) {
+    spdlog::info("SIGHUP: configuration reloaded");
+  } else {
+    spdlog::warn("SIGHUP: configuration reloaded; changed options that need a restart and were "
+                 "not applied: {}", absl::StrJoin(restart, ", "));
+  }
+}
+
+std::vector<std::string> Proxy::ApplyReloadable(const Config& loaded) {
+  std::vector<std::string> restart = DiffNonReloadable(running_config_, loaded);
+  Config merged = MergeReloadable(running_config_, loaded);
+  // The watcher thread exists only if it was on at start-up, and only a finisher built for
+  // finish mode refuses keys too big to move unattended: entering finish needs a restart.
+  const bool can_finish = options_.migration.finisher.refuse_blocking_keys;
+  if ((migration_ == nullptr && merged.watcher != WatcherMode::kOff) ||
+      (merged.watcher == WatcherMode::kFinish && !can_finish)) {
+    restart.push_back("watcher");
+    merged.watcher = running_config_.watcher;
+  }
+  ProxyOptions next = ProxyOptionsFromConfig(merged);
+  for (auto& w : workers_) w->PostOptions(next.worker);
+  if (migration_ != nullptr) migration_->SetMode(ToWatcherMode(merged.watcher));
+  // Only a changed file level overrides one set through PUT /v1/log-level.
+  if (merged.log_level != running_config_.log_level) {
+    const std::string level = ValueOf(next.effective_config, "log-level");
+    absl::Status set = SetLogLevel(level);
+    if (!set.ok()) spdlog::error("SIGHUP: log level {}: {}", level, std::string(set.message()));
+  }
+  {
+    std::lock_guard<std::mutex> lock(log_level_mu_);
+    effective_config_ = std::move(next.effective_config);
+  }
+  running_config_ = merged;
+  return restart;
+}
+
 std::string Proxy::MigrationsJson() const {
-  if (migration_ == nullptr) return "{\"mode\":\"off\",\"migrations\":[]}\n";
-  return migration_->MigrationsJson();
+  std::string json = migration_ == nullptr ? std::string("{\"mode\":\"off\",\"migrations\":[]}\n")
+                                           : migration_->MigrationsJson();
+  return AddThrottleJson(json, ThrottleNodes(workers_));
 }
 
 std::string Proxy::OpenSlotsJson() const {
@@ -280,6 +377,8 @@ absl::Status Proxy::RequestMigrationAction(uint16_t slot, const std::string& act
 }
 
 void Proxy::PublishMigrationState(MigrationStateSnapshot state) {
+  // A repair changed slot owners: refresh the map now rather than at the next periodic refresh.
+  if (state->owners_changed && refresher_ != nullptr) refresher_->RequestRefresh();
   for (auto& w : workers_) w->PostMigrationState(state);
 }
 

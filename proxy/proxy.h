@@ -1,12 +1,18 @@
 // The slotpilot process: N workers (the data path) and the control loop on the calling thread
 // (topology refresh, signals). Run() returns after a clean shutdown (SIGTERM/SIGINT: stop
-// accepting, drain in-flight requests for up to the grace period).
+// accepting, drain in-flight requests for up to the grace period). SIGHUP re-parses the saved
+// command line (the --config file is re-read, flags still win) and applies the reloadable options
+// without touching connections; changes that need a restart are logged and counted.
 #ifndef SLOTPILOT_PROXY_PROXY_H_
 #define SLOTPILOT_PROXY_PROXY_H_
 
 #include <uv.h>
 
+#include <atomic>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -32,6 +38,8 @@ struct ProxyOptions {
   size_t loop_report_queue_capacity = 1024;
   bool watcher_enabled = true;  // --watcher=off: no watcher thread at all
   MigrationControllerOptions migration;
+  Config config;                  // what the options were derived from (SIGHUP diffs against it)
+  std::vector<std::string> argv;  // re-parsed on SIGHUP; empty = SIGHUP only logs
 };
 
 // Translates the user-facing configuration into what the workers and the control plane use.
@@ -73,7 +81,13 @@ class Proxy : public AdminSource {
   static void OnSignal(uv_signal_t* handle, int signum);
   static void OnShutdownAsync(uv_async_t* handle);
   static void OnLoopReports(uv_async_t* handle);
+  static void OnSighup(uv_signal_t* handle, int signum);
   void BeginShutdown(int signum);
+  // Control thread: re-parses argv and applies the result (SIGHUP).
+  void Reload();
+  // Control thread: applies the reloadable options of `loaded`; returns the names of the changed
+  // options that need a restart (not applied).
+  std::vector<std::string> ApplyReloadable(const Config& loaded);
   void PublishTopology(TopologySnapshot snapshot);
   void PublishMigrationState(MigrationStateSnapshot state);
 
@@ -81,6 +95,7 @@ class Proxy : public AdminSource {
   uv_loop_t loop_;
   uv_signal_t sigterm_;
   uv_signal_t sigint_;
+  uv_signal_t sighup_;
   uv_async_t shutdown_async_;
   uv_async_t loop_reports_async_;
   SharedState shared_;
@@ -93,6 +108,12 @@ class Proxy : public AdminSource {
   std::vector<LoopReport> recent_loop_reports_;
   mutable std::mutex log_level_mu_;
   std::string log_level_ ABSL_GUARDED_BY(log_level_mu_);
+  // GET /v1/config after reloads (log-level is overlaid from log_level_).
+  std::vector<std::pair<std::string, std::string>> effective_config_ ABSL_GUARDED_BY(log_level_mu_);
+  Config running_config_;  // control thread only
+  std::atomic<uint64_t> config_reloads_{0};
+  std::atomic<uint64_t> config_reload_failures_{0};
+  std::atomic<uint64_t> config_restart_required_{0};
   bool shutting_down_ = false;
   bool signals_started_ = false;
 };

@@ -74,6 +74,8 @@ void RedirectFollower::Follow(Upstream* from, Request* r, std::string_view error
   }
   if (!ask) {
     if (table.SetSlot(redirect->slot, target)) worker_->RequestTopologyRefresh("MOVED reply");
+  } else {
+    worker_->throttle().OnAskEvidence(from->node(), redirect->slot);  // `from` is migrating it
   }
   r->asking = ask;
   router_.SendTo(r, target);
@@ -114,10 +116,28 @@ uint64_t RedirectFollower::RetryDue(const Request* r) {
 
 bool RedirectFollower::DeferBehindRetries(Request* r) {
   ClientSession* s = OwnerSession(r);
-  if (s == nullptr || s->retry_batch_due_ms <= worker_->now_ms()) return false;
-  r->state = RequestState::kWaitingRetry;
-  worker_->ScheduleRetry(r, s->retry_batch_due_ms);
-  return true;
+  if (s == nullptr) return false;
+  if (s->has_parked()) {  // behind older requests that wait already
+    s->Park(r);
+    return true;
+  }
+  if (s->retry_batch_due_ms > worker_->now_ms()) {
+    r->state = RequestState::kWaitingRetry;
+    worker_->ScheduleRetry(r, s->retry_batch_due_ms);
+    return true;
+  }
+  if (s->retries_unresolved > 0) {  // retried commands are in flight: wait for their outcome
+    s->Park(r);
+    return true;
+  }
+  return false;
+}
+
+void RedirectFollower::ResolveRetry(Request* r) {
+  r->in_retry = false;
+  ClientSession* s = OwnerSession(r);
+  if (s == nullptr || s->retries_unresolved == 0) return;
+  if (--s->retries_unresolved == 0) s->UnparkAll();
 }
 
 void RedirectFollower::RetryLater(Request* r, RetryReason reason, Slice reply) {
@@ -126,7 +146,14 @@ void RedirectFollower::RetryLater(Request* r, RetryReason reason, Slice reply) {
     worker_->Complete(r, std::move(reply), /*is_error=*/true);  // out of time: pass the error on
     return;
   }
-  if (ClientSession* s = OwnerSession(r)) s->retry_batch_due_ms = due;
+  ClientSession* s = OwnerSession(r);
+  if (s != nullptr) {
+    s->retry_batch_due_ms = due;
+    if (!r->in_retry) {
+      r->in_retry = true;
+      ++s->retries_unresolved;
+    }
+  }
   worker_->stats().retries[static_cast<size_t>(reason)].Add();
   ++r->retries;
   r->asking = false;  // a retry starts from the slot map again: a new attempt, a new hop chain
@@ -140,7 +167,10 @@ void RedirectFollower::OnRetryDue(Request* r) {
     worker_->holder().Expire(r);
     return;
   }
-  if (r->abandoned()) return;
+  if (r->abandoned()) {
+    if (r->in_retry) ResolveRetry(r);
+    return;
+  }
   router_.Route(r);
 }
 

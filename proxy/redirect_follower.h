@@ -32,9 +32,13 @@ class RedirectFollower {
   void OnReply(Upstream* from, Request* r, const protocol::ReplyFrame& frame, Slice reply);
   // The retry timer of r fired.
   void OnRetryDue(Request* r);
-  // A new request of a client whose earlier requests wait for a retry waits with them, so it
-  // cannot overtake them. Returns true when r was parked that way (its retry timer resends it).
+  // A new request of a client whose earlier requests wait for a retry (or are being retried)
+  // waits behind them, so it cannot overtake them. Returns true when r was deferred that way: it
+  // joins the client's retry batch, or is parked until the retried ones are answered.
   bool DeferBehindRetries(Request* r);
+  // r, counted in its client's retries_unresolved, is answered or dropped: parked requests of
+  // that client go out once none is left.
+  void ResolveRetry(Request* r);
 
   Router& router() { return router_; }
 

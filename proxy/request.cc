@@ -22,6 +22,7 @@ void Request::ResetForReuse() {
   held = false;
   probing = false;
   retries = 0;
+  in_retry = false;
   hold_deadline_ms = 0;
   target_node = -1;
   parent = nullptr;

@@ -70,6 +70,7 @@ struct Request {
   bool held = false;                 // parked in a redirect loop (loop-policy hold)
   bool probing = false;              // sent to test whether a held slot still loops
   uint8_t retries = 0;
+  bool in_retry = false;             // counted in its client's ClientSession::retries_unresolved
   uint16_t slot = 0;
   uint16_t command_class = 0;        // metrics bucket
   int32_t node = -1;                 // worker-local node the request was last sent to

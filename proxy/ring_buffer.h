@@ -27,6 +27,7 @@ class RingBuffer {
     return slots_[(head_ + size_ - 1) & (slots_.size() - 1)];
   }
   T& operator[](size_t i) { return slots_[(head_ + i) & (slots_.size() - 1)]; }
+  const T& operator[](size_t i) const { return slots_[(head_ + i) & (slots_.size() - 1)]; }
 
   void push_back(T value) {
     if (size_ == slots_.size()) Grow();

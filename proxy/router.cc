@@ -43,6 +43,7 @@ void Router::SendTo(Request* r, uint16_t node) {
     r->session->DedicatedUpstream(node)->Send(r);
     return;
   }
+  if (!worker_->throttle().Admit(r, node)) return;  // waits for budget (node is a migration source)
   worker_->UpstreamFor(node)->Send(r);
 }
 

@@ -84,8 +84,14 @@ struct WorkerStats {
   Counter upstream_connects;
   Counter upstream_connect_failures;
   Counter upstream_disconnects;
+  Counter upstream_stalls;
   Gauge upstream_connections;
   Counter upstream_unreachable_fast_fails;
+  // Throttling of migration sources (ThrottleGate).
+  Counter throttled_requests;   // had to wait for budget
+  Counter throttle_rejections;  // waited throttle-max-delay, answered with an error
+  Gauge throttle_waiting;
+  Histogram throttle_delay;     // time waited by the requests that were then sent
   // Topology.
   Counter topology_installs;
   Counter topology_refresh_requests;

@@ -37,6 +37,7 @@ class Transaction {
   ~Transaction();
 
   bool in_multi() const { return in_multi_; }
+  size_t queued_count() const { return queued_.size(); }
   bool watching() const { return !watch_commands_.empty(); }
   bool active() const { return in_multi_ || watching(); }
 

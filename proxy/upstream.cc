@@ -118,10 +118,17 @@ void Upstream::Send(Request* r) {
   if (state_ == State::kReady) worker_->MarkDirty(this);
 }
 
-void Upstream::CheckStall(uint64_t now_ms, uint64_t limit_ms) {
-  if (state_ != State::kReady || inflight_.empty() || role_ != Role::kShared) return;
-  uint64_t waited = now_ms - inflight_.front().queued_ms;
-  if (waited > limit_ms) Close(StrCat("no reply for ", waited, " ms: connection reset"));
+bool Upstream::Stalled(uint64_t now_ms, uint64_t limit_ms) const {
+  if (state_ != State::kReady || inflight_.empty() || role_ != Role::kShared) return false;
+  return now_ms - inflight_[0].queued_ms > limit_ms;
+}
+
+bool Upstream::HasLiveRequests() const {
+  for (size_t i = 0; i < inflight_.size(); ++i) {
+    const Request* r = inflight_[i].request;
+    if (r != nullptr && !r->answered()) return true;
+  }
+  return false;
 }
 
 void Upstream::StartConnect() {

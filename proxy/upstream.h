@@ -67,8 +67,11 @@ class Upstream {
   const std::string& address() const { return address_; }
   size_t in_flight() const { return inflight_.size(); }
   // Worker's sweep: a shared connection whose oldest request has had no reply for `limit_ms` is
-  // reset, so a node that stopped answering does not keep every later request waiting behind it.
-  void CheckStall(uint64_t now_ms, uint64_t limit_ms);
+  // stalled; the worker moves new requests to a fresh connection so a node that stopped answering
+  // (or a blackholed connection) does not keep every later request waiting behind it.
+  bool Stalled(uint64_t now_ms, uint64_t limit_ms) const;
+  // Some request on this connection still waits for its reply (not yet answered at its deadline).
+  bool HasLiveRequests() const;
   Role role() const { return role_; }
   bool dirty = false;  // in the worker's dirty list
 

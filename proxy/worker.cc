@@ -62,7 +62,8 @@ Worker::Worker(int id, WorkerOptions options, SharedState* shared)
       deadlines_(kDeadlineTickMs, 4096),
       retries_(kRetryTickMs, 1024),
       loops_(options_.loop_tracker_max_slots, kLoopRecordTtl),
-      holder_(this) {}
+      holder_(this),
+      throttle_(this, options_.throttle) {}
 
 Worker::~Worker() { Join(); }
 
@@ -90,6 +91,7 @@ absl::Status Worker::Start() {
     t->data = this;
   }
   uv_timer_start(&sweep_timer_, OnSweep, kSweepIntervalMs, kSweepIntervalMs);
+  throttle_.Start(&loop_);
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
 }
@@ -120,6 +122,31 @@ void Worker::PostMigrationState(MigrationStateSnapshot state) {
   uv_async_send(&async_);
 }
 
+void Worker::PostOptions(WorkerOptions options) {
+  std::lock_guard<std::mutex> lock(mailbox_mu_);
+  if (mailbox_closed_) return;
+  pending_options_ = std::make_unique<WorkerOptions>(std::move(options));
+  uv_async_send(&async_);
+}
+
+void Worker::InstallPendingOptions() {
+  std::unique_ptr<WorkerOptions> next;
+  {
+    std::lock_guard<std::mutex> lock(mailbox_mu_);
+    next = std::move(pending_options_);
+  }
+  if (next == nullptr) return;
+  // Sized or bound at construction: changing them needs a new worker.
+  next->listen_host = options_.listen_host;
+  next->listen_port = options_.listen_port;
+  next->block_size = options_.block_size;
+  next->pool_max_free_blocks = options_.pool_max_free_blocks;
+  next->pool_max_free_requests = options_.pool_max_free_requests;
+  next->loop_tracker_max_slots = options_.loop_tracker_max_slots;
+  options_ = std::move(*next);
+  throttle_.Configure(options_.throttle);
+}
+
 void Worker::PostDrain(uint64_t grace_ms) {
   std::lock_guard<std::mutex> lock(mailbox_mu_);
   if (mailbox_closed_) return;
@@ -130,6 +157,7 @@ void Worker::PostDrain(uint64_t grace_ms) {
 
 void Worker::OnAsync(uv_async_t* handle) {
   auto* self = static_cast<Worker*>(handle->data);
+  self->InstallPendingOptions();
   self->InstallPendingTopology();
   self->HandleDrainRequest();
 }
@@ -142,7 +170,10 @@ void Worker::InstallPendingTopology() {
     snapshot = std::move(pending_topology_);
     migration = std::move(pending_migration_state_);
   }
-  if (migration != nullptr) holder_.OnMigrationState(std::move(migration));
+  if (migration != nullptr) {
+    throttle_.OnMigrationState(*migration);
+    holder_.OnMigrationState(std::move(migration));
+  }
   if (snapshot == nullptr || snapshot->version <= routing_.version()) return;
   routing_.Install(*snapshot);
   if (!snapshot->redis_version.empty()) redis_version_ = snapshot->redis_version;
@@ -204,6 +235,7 @@ Request* Worker::NewRequest(ClientSession* session) {
 
 void Worker::Release(Request* r) {
   if (--r->refs != 0) return;
+  if (r->in_retry) follower_.ResolveRetry(r);  // dropped without an answer (client gone)
   deadlines_.Cancel(&r->deadline_timer);
   retries_.Cancel(&r->retry_timer);
   Request* parent = r->parent;
@@ -213,6 +245,7 @@ void Worker::Release(Request* r) {
 
 void Worker::Complete(Request* r, Slice reply, bool is_error) {
   if (r->answered()) return;
+  if (r->in_retry) follower_.ResolveRetry(r);
   if (r->probing) {  // answered without resolving the loop (timeout, node down)
     r->probing = false;
     holder_.OnProbeAbandoned(r->slot);
@@ -391,11 +424,32 @@ void Worker::OnSweep(uv_timer_t* handle) {
   auto* self = static_cast<Worker*>(handle->data);
   uint64_t now = self->now_ms();
   for (ClientSession* s : self->sessions_) s->Sweep(now);
-  // Requests answered at their deadline stay queued on their connection; twice the deadline
-  // without any reply means the node is gone or stopped: start over on a fresh connection.
-  uint64_t stall_limit = 2 * self->options_.request_timeout_ms;
-  for (auto& u : self->upstreams_) {
-    if (u != nullptr) u->CheckStall(now, stall_limit);
+  self->throttle_.OnSecond(now);
+  self->SweepStalledUpstreams(now);
+}
+
+// Requests answered at their deadline stay queued on their connection; twice the deadline without
+// any reply means the node is gone or stopped (or the connection blackholed). New requests then
+// go to a fresh connection, while the stalled one keeps its place in the reply order of what is
+// on it: each request there still gets its own timeout error at its own deadline (or its reply,
+// should the node wake up), and the connection closes once none is left waiting.
+void Worker::SweepStalledUpstreams(uint64_t now) {
+  uint64_t stall_limit = 2 * options_.request_timeout_ms;
+  for (auto& u : upstreams_) {
+    if (u == nullptr || !u->Stalled(now, stall_limit)) continue;
+    SLOTPILOT_LOG_RATE_LIMITED(warn, "upstream {}: no reply for over {} ms; new requests go to a fresh connection",
+                               u->address(), stall_limit);
+    stats_.upstream_stalls.Add();
+    stalled_.push_back(std::move(u));
+  }
+  for (size_t i = 0; i < stalled_.size();) {
+    if (stalled_[i]->HasLiveRequests()) {
+      ++i;
+      continue;
+    }
+    RetireUpstream(std::move(stalled_[i]));
+    stalled_[i] = std::move(stalled_.back());
+    stalled_.pop_back();
   }
 }
 
@@ -436,8 +490,10 @@ void Worker::CloseEverything() {
   }
   std::vector<ClientSession*> sessions = sessions_;
   for (ClientSession* s : sessions) s->Close("shutdown");
+  throttle_.Close();
   retries_.Advance(~0ull, [this](TimerWheel::Node* n) { Release(static_cast<Request*>(n->owner)); });
   upstreams_.clear();
+  stalled_.clear();
   retired_.clear();
   dirty_upstreams_.clear();
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&check_), reinterpret_cast<uv_handle_t*>(&prepare_),

@@ -22,6 +22,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "proxy/buffer.h"
+#include "proxy/client_registry.h"
 #include "proxy/dispatcher.h"
 #include "proxy/loop_holder.h"
 #include "proxy/loop_tracker.h"
@@ -30,6 +31,7 @@
 #include "proxy/request.h"
 #include "proxy/routing_table.h"
 #include "proxy/stats.h"
+#include "proxy/throttle_gate.h"
 #include "proxy/timer_wheel.h"
 #include "proxy/topology.h"
 #include "proxy/worker_options.h"
@@ -43,6 +45,8 @@ class Upstream;
 struct SharedState {
   std::atomic<int64_t> clients{0};  // across workers, for max-clients
   std::atomic<uint64_t> next_client_id{1};
+  // Every client of every worker (CLIENT LIST, INFO clients).
+  ClientRegistry client_registry;
   // Asks the control plane for a topology refresh (coalesced and rate-limited there).
   std::function<void(std::string_view reason)> request_topology_refresh;
   // Loop reports for the control thread (bounded; full drops and counts).
@@ -62,6 +66,11 @@ class Worker {
   void PostTopology(TopologySnapshot snapshot);
   // Control thread: hands over a new migration state (repaired slots release held requests).
   void PostMigrationState(MigrationStateSnapshot state);
+  // Any thread: the nodes this worker throttles now, with budget and rate.
+  std::vector<ThrottleNodeReport> ThrottleReports() const { return throttle_.Reports(); }
+  // Control thread (SIGHUP): new run-time options. Applied on the loop between callbacks; what is
+  // fixed at construction (listener, pools) is kept. Request limits apply to new connections.
+  void PostOptions(WorkerOptions options);
   // Any thread: this worker's redirect-loop statistics.
   const LoopTracker& loop_tracker() const { return loops_; }
   // Control thread: stop accepting, let in-flight requests finish for up to `grace_ms`, then
@@ -82,6 +91,7 @@ class Worker {
   Dispatcher& dispatcher() { return dispatcher_; }
   RedirectFollower& follower() { return follower_; }
   LoopHolder& holder() { return holder_; }
+  ThrottleGate& throttle() { return throttle_; }
   SharedState& shared() { return *shared_; }
   bool draining() const { return draining_; }
   const std::string& redis_version() const { return redis_version_; }
@@ -120,19 +130,21 @@ class Worker {
   static void OnDeadlineTick(uv_timer_t* handle);
   static void OnRetryTick(uv_timer_t* handle);
   static void OnSweep(uv_timer_t* handle);
+  void SweepStalledUpstreams(uint64_t now);
   static void OnDrainTimeout(uv_timer_t* handle);
   static void OnHoldTick(uv_timer_t* handle);
   void OnDeadline(Request* r);
   void Accept();
   void FlushDirty();
   void InstallPendingTopology();
+  void InstallPendingOptions();
   void HandleDrainRequest();
   void MaybeFinishDrain();
   void CloseEverything();
   void ArmWheelTimer(uv_timer_t* timer, const TimerWheel& wheel);
 
   const int id_;
-  const WorkerOptions options_;
+  WorkerOptions options_;  // replaced only on the loop thread (InstallPendingOptions)
   SharedState* shared_;
 
   uv_loop_t loop_;
@@ -159,8 +171,10 @@ class Worker {
   TimerWheel retries_;
   LoopTracker loops_;
   LoopHolder holder_;
+  ThrottleGate throttle_;
 
   std::vector<std::unique_ptr<Upstream>> upstreams_;  // by routing node index
+  std::vector<std::unique_ptr<Upstream>> stalled_;    // no new requests; closed once drained
   std::vector<std::unique_ptr<Upstream>> retired_;    // freed in the next check phase
   std::vector<ClientSession*> sessions_;              // every open session (for sweeps, drain)
   std::vector<ClientSession*> dirty_sessions_;
@@ -175,6 +189,7 @@ class Worker {
   std::mutex mailbox_mu_;
   TopologySnapshot pending_topology_ ABSL_GUARDED_BY(mailbox_mu_);
   MigrationStateSnapshot pending_migration_state_ ABSL_GUARDED_BY(mailbox_mu_);
+  std::unique_ptr<WorkerOptions> pending_options_ ABSL_GUARDED_BY(mailbox_mu_);
   bool drain_requested_ ABSL_GUARDED_BY(mailbox_mu_) = false;
   bool mailbox_closed_ ABSL_GUARDED_BY(mailbox_mu_) = false;  // async_ is closed: post nothing
   uint64_t drain_grace_ms_ ABSL_GUARDED_BY(mailbox_mu_) = 0;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "protocol/request_parser.h"
+#include "proxy/throttle.h"
 
 namespace slotpilot::proxy {
 
@@ -45,6 +46,9 @@ struct WorkerOptions {
   size_t loop_hold_max_requests = 10000;
   uint64_t loop_report_interval_ms = 250;  // per slot, per worker
   size_t loop_tracker_max_slots = 1024;
+
+  // Migration-aware throttling (initial values; Worker::PostThrottleOptions changes them).
+  ThrottleOptions throttle;
 
   std::string client_password;  // empty: clients need no AUTH
   bool allow_admin_commands = false;

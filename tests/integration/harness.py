@@ -1054,3 +1054,74 @@ class Proxy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Standalone server (the reference side of differential tests)
+# --------------------------------------------------------------------------------------------
+
+
+class StandaloneRedis:
+    """One plain (non-cluster) redis-server on a free loopback port, in a temp dir, stopped by
+    PID. The same Debian binary the clusters run, so replies can be compared byte for byte."""
+
+    def __init__(self, *, extra_args: Sequence[str] = ()) -> None:
+        self.extra_args = list(extra_args)
+        self.port = 0
+        self.dir: Optional[Path] = None
+        self._ports: Optional[PortBlock] = None
+        self._proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> StandaloneRedis:
+        _sigterm_exits()
+        atexit.register(self.stop)
+        self._ports = free_port_block(1, bus=False)
+        self.port = self._ports.ports[0]
+        self.dir = Path(tempfile.mkdtemp(prefix="slotpilot-standalone-"))
+        argv = ["redis-server", "--port", str(self.port), "--bind", HOST, "--dir", str(self.dir),
+                "--daemonize", "no", "--logfile", "", "--save", "", "--appendonly", "no",
+                *self.extra_args]
+        self._proc = _spawn(argv, self.dir / "redis.log", self.dir)
+
+        def up() -> bool:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise HarnessError(f"standalone redis-server exited: {_tail(self.dir / 'redis.log', 20)}")
+            with self.client(socket_timeout=1.0) as c:
+                return c.ping()
+
+        try:
+            wait_for(up, 10.0, f"standalone redis-server on {HOST}:{self.port} to answer PING")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def client(self, *, decode: bool = True, **kwargs: Any) -> redis.Redis:
+        """A new redis.Redis pointed at the server. The caller closes it."""
+        kwargs.setdefault("socket_timeout", _ADMIN_SOCKET_TIMEOUT_S)
+        kwargs.setdefault("socket_connect_timeout", 2.0)
+        return redis.Redis(host=HOST, port=self.port, decode_responses=decode, **kwargs)
+
+    def stop(self) -> None:
+        """Stops the server by PID, removes its dir (unless SLOTPILOT_KEEP_TMP), frees the port."""
+        atexit.unregister(self.stop)
+        if self._proc is not None:
+            _terminate(self._proc)
+            self._proc = None
+        if self.dir is not None and not _KEEP_TMP:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+        if self._ports is not None:
+            self._ports.release()
+            self._ports = None
+
+    def __enter__(self) -> StandaloneRedis:
+        return self if self._proc is not None else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -156,14 +156,19 @@ TEST(CommandPolicyTest, ForbiddenCommandsNameThemselvesInTheError) {
 
 TEST(CommandPolicyTest, UnsupportedCommandsGetAClearError) {
   // Keyless commands no merge across masters makes sense for yet.
-  for (std::string_view name : {"client list", "client info", "pubsub shardchannels", "config"}) {
+  for (std::string_view name : {"pubsub shardnumsub", "config"}) {
     const CommandPolicy& p = Policy(name);
     EXPECT_EQ(p.route, CommandRoute::kUnsupported) << name;
     EXPECT_THAT(p.error, StartsWith("ERR ")) << name;
     EXPECT_THAT(p.error, HasSubstr("'" + DisplayName(*Lookup(name)) + "'")) << name;
     EXPECT_THAT(p.error, HasSubstr("not supported")) << name;
   }
-  EXPECT_EQ(Policy("client list").error, "ERR slotpilot: 'CLIENT LIST' is not supported by the proxy yet");
+  EXPECT_EQ(Policy("pubsub shardnumsub").error,
+            "ERR slotpilot: 'PUBSUB SHARDNUMSUB' is not supported by the proxy yet");
+  // Answered by the proxy about its own clients, or merged over every master.
+  EXPECT_EQ(Policy("client list").local, LocalCommand::kClientList);
+  EXPECT_EQ(Policy("client info").local, LocalCommand::kClientInfo);
+  ExpectRoute("pubsub shardchannels", CommandRoute::kAllMasters);
 }
 
 TEST(CommandPolicyTest, PinnedConnectionCommandsHaveTheirOwnRoutes) {

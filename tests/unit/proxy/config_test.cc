@@ -27,6 +27,8 @@ const std::vector<std::string> kAllOptions = {
     "seeds",
     "listen",
     "admin-listen",
+    "admin-max-body-bytes",
+    "admin-max-headers",
     "threads",
     "config",
     "log-level",
@@ -65,6 +67,7 @@ const std::vector<std::string> kAllOptions = {
     "throttle-rate",
     "throttle-fraction",
     "throttle-max-delay",
+    "throttle-burst",
     "throttle-exempt-reads",
 };
 const std::vector<std::string> kSecretNames = {"upstream-password", "client-password",
@@ -173,6 +176,7 @@ TEST(ConfigDefaults, StructHoldsTheDocumentedDefaults) {
   EXPECT_EQ(c.throttle_rate, 0);
   EXPECT_EQ(c.throttle_fraction, 0.5);
   EXPECT_EQ(c.throttle_max_delay, absl::Milliseconds(500));
+  EXPECT_EQ(c.throttle_burst, absl::Milliseconds(100));
   EXPECT_FALSE(c.throttle_exempt_reads);
   EXPECT_EQ(c.upstream_password, "");
   EXPECT_EQ(c.client_password, "");
@@ -226,6 +230,28 @@ TEST(ConfigCommandLine, ActionsAreReturnedNotPerformed) {
   EXPECT_EQ(Parse({"--print-config-reference"})->action, Action::kPrintReference);
   // An action wins over anything else on the line, even a bad flag or a missing seed.
   EXPECT_EQ(Parse({"--threads=abc", "--help"})->action, Action::kHelp);
+}
+
+TEST(ConfigCommandLine, CheckConfigParsesEverythingElse) {
+  absl::StatusOr<ParsedCommandLine> ok =
+      Parse({"--check-config", "--seeds=127.0.0.1:7000", "--threads=3"});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->action, Action::kCheckConfig);
+  EXPECT_EQ(ok->config.threads, 3);
+  // Unlike the other actions it reports what a run would.
+  EXPECT_EQ(Parse({"--check-config", "--threads=abc"}).status().message(),
+            "invalid --threads=abc: expected a positive integer");
+  EXPECT_FALSE(Parse({"--check-config"}).ok());  // no seeds
+}
+
+TEST(ConfigCommandLine, HealthcheckTakesAnAdminAddress) {
+  absl::StatusOr<ParsedCommandLine> parsed = Parse({"--healthcheck=127.0.0.1:9121"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->action, Action::kHealthcheck);
+  EXPECT_EQ(parsed->healthcheck, (Endpoint{"127.0.0.1", 9121}));
+  EXPECT_EQ(Parse({"--healthcheck=nope"}).status().message(),
+            "invalid --healthcheck=nope: expected HOST:PORT");
+  EXPECT_EQ(ErrorOf({"--healthcheck"}), "--healthcheck needs =VALUE");
 }
 
 TEST(ConfigCommandLine, EmptyArgvIsAMissingSeed) {
@@ -826,6 +852,26 @@ TEST(ConfigDiff, OnlyNonReloadableChangesAreListed) {
   needs_restart.client_password = "new";
   EXPECT_THAT(DiffNonReloadable(old_config, needs_restart),
               ElementsAre("threads", "seeds", "listen", "connect-timeout", "client-password"));
+}
+
+TEST(ConfigDiff, MergeReloadableTakesOnlyReloadableOptions) {
+  Config running;
+  running.seeds = {{"a", 1}};
+  Config loaded = running;
+  loaded.log_level = LogLevel::kDebug;
+  loaded.max_clients = 7;
+  loaded.watcher = WatcherMode::kFinish;
+  loaded.listen.port = 7001;
+  loaded.threads = 4;
+  loaded.upstream_password = "new";
+  const Config merged = MergeReloadable(running, loaded);
+  EXPECT_EQ(merged.log_level, LogLevel::kDebug);
+  EXPECT_EQ(merged.max_clients, 7);
+  EXPECT_EQ(merged.watcher, WatcherMode::kFinish);
+  EXPECT_EQ(merged.listen, running.listen);
+  EXPECT_EQ(merged.threads, running.threads);
+  EXPECT_EQ(merged.upstream_password, "");
+  EXPECT_THAT(DiffNonReloadable(running, merged), IsEmpty());
 }
 
 TEST(ConfigDiff, ReparsingAChangedFileReportsRestartOptions) {

@@ -1,8 +1,11 @@
 // Commands the proxy answers or refuses itself, compared with Redis's exact replies.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
+
+#include "proxy/local_commands.h"
 
 #include "tests/unit/proxy/proxy_harness.h"
 
@@ -209,6 +212,74 @@ TEST_F(LocalCommandsTest, InfoCarriesTheProxySection) {
   EXPECT_NE(info.str.find("proxy_masters:1\r\n"), std::string::npos) << info.str;
 }
 
+TEST_F(LocalCommandsTest, InfoSumsKeyspaceOverMastersAndReportsTheProxysClients) {
+  ASSERT_NO_FATAL_FAILURE(StartProxy());
+  node_->SetHandler([](const FakeCommand& c) {
+    return c.Is("INFO", "keyspace")
+               ? FakeAction::Bulk("# Keyspace\r\ndb0:keys=10,expires=4,avg_ttl=1000\r\n")
+               : FakeAction::Default();
+  });
+  RespValue info = Cmd(client_.get(), {"INFO"});
+  ASSERT_EQ(info.type, ReplyType::kBulk) << protocol::DebugString(info);
+  EXPECT_NE(info.str.find("\r\n# Keyspace\r\ndb0:keys=10,expires=4,avg_ttl=1000\r\n"),
+            std::string::npos) << info.str;
+  EXPECT_NE(info.str.find("connected_clients:1\r\n"), std::string::npos) << info.str;
+  EXPECT_NE(info.str.find("blocked_clients:0\r\n"), std::string::npos) << info.str;
+  RespValue clients = Cmd(client_.get(), {"INFO", "clients"});
+  EXPECT_EQ(clients.str.find("# Server"), std::string::npos) << clients.str;
+  EXPECT_EQ(clients.str.find("# Keyspace"), std::string::npos) << clients.str;
+  ExpectBulk(Cmd(client_.get(), {"INFO", "nosuchsection"}), "");
+}
+
+TEST_F(LocalCommandsTest, ClientListAndInfoDescribeTheProxysOwnClients) {
+  ASSERT_NO_FATAL_FAILURE(StartProxy());
+  auto other = proxy_->Connect();
+  ASSERT_NE(other, nullptr);
+  ExpectStatus(Cmd(other.get(), {"CLIENT", "SETNAME", "second"}), "OK");
+  int64_t id = Cmd(client_.get(), {"CLIENT", "ID"}).integer;
+  RespValue list = Cmd(client_.get(), {"CLIENT", "LIST"});
+  ASSERT_EQ(list.type, ReplyType::kBulk) << protocol::DebugString(list);
+  EXPECT_EQ(std::count(list.str.begin(), list.str.end(), '\n'), 2) << list.str;
+  EXPECT_EQ(list.str.rfind(StrCat("id=", id, " addr=127.0.0.1:"), 0), 0u) << list.str;
+  EXPECT_NE(list.str.find(" name=second age="), std::string::npos) << list.str;
+  EXPECT_NE(list.str.find(" flags=N db=0 "), std::string::npos) << list.str;
+  EXPECT_NE(list.str.find(" cmd=client|list user=default redir=-1 resp=2\n"), std::string::npos) << list.str;
+  RespValue info = Cmd(client_.get(), {"CLIENT", "INFO"});
+  EXPECT_EQ(info.str.rfind(StrCat("id=", id, " "), 0), 0u) << info.str;
+  EXPECT_NE(info.str.find(" cmd=client|info "), std::string::npos) << info.str;
+  ExpectBulk(Cmd(client_.get(), {"CLIENT", "LIST", "TYPE", "pubsub"}), "");
+  ExpectError(Cmd(client_.get(), {"CLIENT", "LIST", "TYPE", "x"}), "ERR Unknown client type 'x'");
+  ExpectError(Cmd(client_.get(), {"CLIENT", "LIST", "ID", "abc"}), "ERR Invalid client ID");
+  ExpectError(Cmd(client_.get(), {"CLIENT", "LIST", "ID"}), "ERR syntax error");
+  RespValue one = Cmd(client_.get(), {"CLIENT", "LIST", "ID", std::to_string(id)});
+  EXPECT_EQ(std::count(one.str.begin(), one.str.end(), '\n'), 1) << one.str;
+  EXPECT_EQ(DataPathCommands(), 0u) << DescribeLog();
+}
+
+TEST(LocalCommandsFormatTest, ClientLineHasRedisFieldsInRedisOrder) {
+  proxy::ClientRow row;
+  row.id = 7;
+  row.fd = 12;
+  row.addr = "127.0.0.1:5000";
+  row.laddr = "127.0.0.1:6379";
+  row.created_ms = 1000;
+  row.last_command_ms = 5000;
+  row.last_command = protocol::LookupCommand("get");
+  row.SetFlag(proxy::ClientRow::kBlocked, true);
+  EXPECT_EQ(proxy::FormatClientLine(row, "app", 12000),
+            "id=7 addr=127.0.0.1:5000 laddr=127.0.0.1:6379 fd=12 name=app age=11 idle=7 flags=b "
+            "db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 "
+            "rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=get user=default redir=-1 resp=2\n");
+}
+
+TEST(LocalCommandsFormatTest, KeyspaceLinesSumKeysAndWeighTtlsByExpires) {
+  std::string_view infos[] = {"# Keyspace\r\ndb0:keys=10,expires=2,avg_ttl=1000\r\n",
+                              "# Keyspace\r\n",
+                              "# Keyspace\r\ndb0:keys=5,expires=6,avg_ttl=3000\r\n"};
+  EXPECT_EQ(proxy::MergeKeyspaceLines(infos), "db0:keys=15,expires=8,avg_ttl=2500\r\n");
+  EXPECT_EQ(proxy::MergeKeyspaceLines({infos[1]}), "");
+}
+
 TEST_F(LocalCommandsTest, MonitorAndClusterNodesAreRefused) {
   ASSERT_NO_FATAL_FAILURE(StartProxy());
   ExpectError(Cmd(client_.get(), {"MONITOR"}),
@@ -254,8 +325,8 @@ TEST_F(LocalCommandsTest, MultiKeyCommandsThatCannotBeSplitMustStayInOneSlot) {
 TEST_F(LocalCommandsTest, KeylessCommandsWithoutProxySupportGetAClearError) {
   ASSERT_NO_FATAL_FAILURE(StartProxy());
   // Keyless, and no single node's answer (nor a merge of all) would be right for the client.
-  ExpectError(Cmd(client_.get(), {"CLIENT", "LIST"}),
-              "ERR slotpilot: 'CLIENT LIST' is not supported by the proxy yet");
+  ExpectError(Cmd(client_.get(), {"PUBSUB", "SHARDNUMSUB", "ch"}),
+              "ERR slotpilot: 'PUBSUB SHARDNUMSUB' is not supported by the proxy yet");
   ExpectError(Cmd(client_.get(), {"SCRIPT", "DEBUG", "YES"}),
               "ERR slotpilot: 'SCRIPT DEBUG' is not supported by the proxy yet");
   ExpectStatus(Cmd(client_.get(), {"PING"}), "PONG");  // the connection is still usable

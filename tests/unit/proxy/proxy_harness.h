@@ -75,6 +75,8 @@ inline proxy::ProxyOptions FastOptions(const std::vector<FakeRedisNode*>& seeds)
   w.retry_backoff_min_ms = 10;
   w.retry_backoff_max_ms = 100;
   w.max_redirects = 5;
+  // ASK replies would start the migration throttle; throttle_data_path_test.cc turns it on.
+  w.throttle.mode = proxy::ThrottleOptions::Mode::kOff;
   proxy::TopologyRefresherOptions& t = o.topology;
   t.interval_ms = 60000;  // no periodic refresh unless a test asks for one
   t.min_interval_ms = 50;
@@ -146,7 +148,8 @@ class ProxyUnderTest {
     auto c = ConnectClient(port_);
     if (c == nullptr) return -1;
     if (!client_password_.empty()) Cmd(c.get(), {"AUTH", client_password_});
-    protocol::RespValue info = Cmd(c.get(), {"INFO"});
+    // Only the proxy's own section: plain INFO also asks every master (keyspace).
+    protocol::RespValue info = Cmd(c.get(), {"INFO", "proxy"});
     constexpr std::string_view kKey = "proxy_topology_version:";
     size_t at = info.str.find(kKey);
     if (at == std::string::npos) return -1;
