@@ -15,22 +15,6 @@ constexpr uint32_t kUnpolledFlags = protocol::kFlagHandshake | protocol::kFlagNo
 constexpr uint32_t kFlagsOthersReport =
     protocol::kFlagFail | protocol::kFlagPfail | protocol::kFlagHandshake | protocol::kFlagNoAddr;
 
-// Value of `key` in an INFO-style "key:value\r\n" text, "" when absent.
-std::string_view InfoField(std::string_view text, std::string_view key) {
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ':') {
-      return line.substr(key.size() + 1);
-    }
-    pos = end + 1;
-  }
-  return {};
-}
-
 template <typename T>
 T InfoNumber(std::string_view text, std::string_view key) {
   T value{};

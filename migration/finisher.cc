@@ -171,21 +171,6 @@ FinisherStep PlanAssign(const RepairIntent& in, const ClusterSnapshot& snap, uin
 
 // --- Small protocol helpers ---------------------------------------------------------------------
 
-std::string_view InfoValue(std::string_view text, std::string_view key) {
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ':') {
-      return line.substr(key.size() + 1);
-    }
-    pos = end + 1;
-  }
-  return {};
-}
-
 bool IsRedirectOrDown(std::string_view error) {
   switch (protocol::ClassifyError(error)) {
     case protocol::ErrorKind::kMoved:
@@ -542,7 +527,7 @@ void Finisher::Baseline(Context* ctx, const ClusterSnapshot& snap) {
   auto stats = client.ok() ? (*client)->Command({"INFO", "stats"})
                            : absl::StatusOr<RespValue>(client.status());
   uint64_t evicted = 0;
-  if (stats.ok() && ParseInt(InfoValue(stats->str, "evicted_keys"), &evicted)) {
+  if (stats.ok() && ParseInt(InfoField(stats->str, "evicted_keys"), &evicted)) {
     ctx->evicted_before = evicted;
   }
 }
@@ -1281,7 +1266,7 @@ FinishOutcome Finisher::Finish(Context* ctx, const ClusterSnapshot& snap) {
     auto stats = client.ok() ? (*client)->Command({"INFO", "stats"})
                              : absl::StatusOr<RespValue>(client.status());
     uint64_t evicted = 0;
-    if (stats.ok() && ParseInt(InfoValue(stats->str, "evicted_keys"), &evicted) &&
+    if (stats.ok() && ParseInt(InfoField(stats->str, "evicted_keys"), &evicted) &&
         evicted > *ctx->evicted_before) {
       ctx->out.evicted_on_target = evicted - *ctx->evicted_before;
       ctx->out.warnings.push_back(

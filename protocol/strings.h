@@ -78,6 +78,22 @@ bool ParseInt(std::string_view s, T* out) {
   return res.ec == std::errc() && res.ptr == s.data() + s.size();
 }
 
+// Value of `key` in INFO-style "key:value\r\n" text (INFO, CLUSTER INFO); "" when absent.
+inline std::string_view InfoField(std::string_view text, std::string_view key) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ':') {
+      return line.substr(key.size() + 1);
+    }
+    pos = end + 1;
+  }
+  return {};
+}
+
 }  // namespace slotpilot
 
 #endif  // SLOTPILOT_PROTOCOL_STRINGS_H_

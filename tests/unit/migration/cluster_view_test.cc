@@ -220,7 +220,8 @@ TEST(ClusterViewUnreachable, StoppedMasterIsReportedAndUnhealthy) {
   EXPECT_FALSE(snap->AllMastersHealthy(&why));
   EXPECT_THAT(why, HasSubstr("unreachable"));
 
-  // A paused (unresponsive) master costs at most about one command timeout, then is unreachable.
+  // A paused (unresponsive) master costs about one command timeout (1 s), then is unreachable:
+  // the poll never hangs on it. The bound is loose: ASan builds on a loaded 2-core machine.
   ASSERT_TRUE(c.PauseNode(1).ok());
   const auto start = std::chrono::steady_clock::now();
   auto paused = view.Poll({});
@@ -228,7 +229,7 @@ TEST(ClusterViewUnreachable, StoppedMasterIsReportedAndUnhealthy) {
   ASSERT_TRUE(c.ResumeNode(1).ok());
   ASSERT_TRUE(paused.ok()) << paused.status();
   EXPECT_FALSE(paused->MasterById(c.id(1))->reachable);
-  EXPECT_LT(took, std::chrono::seconds(4));
+  EXPECT_LT(took, std::chrono::seconds(8));
 
   // Only the stopped node as seed, but known masters from the last poll are tried first.
   ClusterView from_dead(OptionsFor(c, {c.endpoint(2)}));

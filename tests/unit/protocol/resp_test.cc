@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "protocol/request_parser.h"
+#include "protocol/strings.h"
 
 namespace slotpilot::protocol {
 namespace {
@@ -50,6 +51,19 @@ void ExpectRoundTrip(const RespValue& value) {
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_TRUE(Same(*decoded, value)) << DebugString(*decoded) << " vs " << DebugString(value);
   EXPECT_EQ(consumed, bytes.size());
+}
+
+TEST(InfoField, FindsWholeKeysOnly) {
+  const std::string_view info = "# Memory\r\nused_memory:1024\r\nused_memory_peak:2048\r\n"
+                                "maxmemory_policy:noeviction\r\nempty:\r\nlast:7";
+  EXPECT_EQ(slotpilot::InfoField(info, "used_memory"), "1024");
+  EXPECT_EQ(slotpilot::InfoField(info, "used_memory_peak"), "2048");
+  EXPECT_EQ(slotpilot::InfoField(info, "maxmemory_policy"), "noeviction");
+  EXPECT_EQ(slotpilot::InfoField(info, "last"), "7");     // no trailing CRLF
+  EXPECT_EQ(slotpilot::InfoField(info, "empty"), "");
+  EXPECT_EQ(slotpilot::InfoField(info, "used"), "");      // a prefix is not a key
+  EXPECT_EQ(slotpilot::InfoField(info, "Memory"), "");
+  EXPECT_EQ(slotpilot::InfoField("", "x"), "");
 }
 
 TEST(RespEncode, Scalars) {
