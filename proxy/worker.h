@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -97,7 +98,10 @@ class Worker {
   const std::string& redis_version() const { return redis_version_; }
 
   Request* NewRequest(ClientSession* session);
-  void Retain(Request* r) { ++r->refs; }
+  void Retain(Request* r) {
+    assert(r->refs < UINT32_MAX);
+    ++r->refs;
+  }
   void Release(Request* r);
   // Answers a request: its reply goes to the client in request order.
   void Complete(Request* r, Slice reply, bool is_error);
