@@ -14,7 +14,7 @@ PACKAGES=(
   # libraries (the design card)
   libuv1-dev libhiredis-dev libabsl-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
+  libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libssl-dev
   # test and demo tooling
   redis-server redis-tools python3 python3-redis prometheus yamllint curl procps
 )

@@ -26,6 +26,7 @@
 #include "proxy/client_registry.h"
 #include "proxy/dispatcher.h"
 #include "proxy/loop_holder.h"
+#include "proxy/script_cache.h"
 #include "proxy/loop_tracker.h"
 #include "proxy/migration_state.h"
 #include "proxy/redirect_follower.h"
@@ -52,6 +53,8 @@ struct SharedState {
   std::function<void(std::string_view reason)> request_topology_refresh;
   // Loop reports for the control thread (bounded; full drops and counts).
   LoopReportQueue* loop_reports = nullptr;
+  // Script bodies by SHA1, for EVALSHA on a master that lacks the script.
+  ScriptCache* scripts = nullptr;
 };
 
 class Worker {
