@@ -66,6 +66,11 @@ void RedirectFollower::Follow(Upstream* from, Request* r, std::string_view error
   std::string_view host = redirect->endpoint_is_same_host() ? std::string_view(from->host())
                                                             : redirect->host;
   uint16_t target = table.FindOrAddNode(host, redirect->port);
+  if (target == RoutingTable::kNoNode) {  // the node table is full: pass the redirect on
+    worker_->RequestTopologyRefresh("node table full");
+    worker_->Complete(r, std::move(reply), /*is_error=*/true);
+    return;
+  }
   bool ask = redirect->kind == ErrorKind::kAsk;
   r->hops.Add({from->node(), target, ask ? RedirectKind::kAsk : RedirectKind::kMoved});
   (ask ? worker_->stats().redirects_ask : worker_->stats().redirects_moved).Add();

@@ -39,8 +39,11 @@ class RoutingTable {
   // Points a slot at a node (after MOVED). Returns true if the owner changed.
   bool SetSlot(uint16_t slot, uint16_t node);
   // Index of the node at host:port, adding it if it is new (a MOVED may name a node the last
-  // snapshot did not have).
+  // snapshot did not have). kNoNode once the table holds kMaxNodes addresses: indexes are 16
+  // bits, and the table never shrinks (an address learnt from a redirect stays), so a node that
+  // changes address on every restart must not wrap an index onto another node.
   uint16_t FindOrAddNode(std::string_view host, uint16_t port);
+  static constexpr size_t kMaxNodes = kNoNode;  // indexes 0 .. kNoNode - 1
 
   const Node& node(uint16_t index) const { return nodes_[index]; }
   size_t node_count() const { return nodes_.size(); }

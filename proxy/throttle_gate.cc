@@ -200,6 +200,7 @@ void ThrottleGate::OnMigrationState(const MigrationState& state) {
   for (const MigrationState::OpenSlot& o : state.open_slots) {
     if (o.source_host.empty()) continue;
     uint16_t node = worker_->routing().FindOrAddNode(o.source_host, o.source_port);
+    if (node == RoutingTable::kNoNode) continue;
     if (node >= nodes_.size()) Grow(node);
     if (node >= watched.size()) watched.resize(static_cast<size_t>(node) + 1, false);
     if (!watched[node]) nodes_[node].example_slot = o.slot;

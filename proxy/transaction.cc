@@ -95,6 +95,7 @@ class TransactionRun : public SubRequests {
                                   ? std::string_view(table.node(tx_->node()).host)
                                   : redirect->host;
       uint16_t target = table.FindOrAddNode(host, redirect->port);
+      if (target == RoutingTable::kNoNode) return false;
       if (moved) {
         table.SetSlot(redirect->slot, target);
         worker_->RequestTopologyRefresh("MOVED in a transaction");

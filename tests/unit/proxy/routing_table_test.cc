@@ -166,5 +166,20 @@ TEST(RoutingTableTest, Ipv6MastersFromASnapshot) {
   EXPECT_EQ(table.FindOrAddNode("2001:db8::1", 6379), 0);
 }
 
+TEST(RoutingTableTest, AFullNodeTableRefusesNewAddressesInsteadOfWrappingAnIndex) {
+  RoutingTable table;
+  for (size_t i = 0; i < RoutingTable::kMaxNodes; ++i) {
+    ASSERT_EQ(table.FindOrAddNode("10.1.0.1", static_cast<uint16_t>(i)), i);
+  }
+  EXPECT_EQ(table.node_count(), RoutingTable::kMaxNodes);
+  EXPECT_EQ(table.FindOrAddNode("10.2.0.1", 1), RoutingTable::kNoNode);
+  EXPECT_EQ(table.FindOrAddNode("10.2.0.1", 1), RoutingTable::kNoNode);  // ten times past: same
+  EXPECT_EQ(table.FindOrAddNode("10.1.0.1", 7), 7);                       // known ones still resolve
+  // A snapshot naming a master the table cannot hold leaves its slots unrouted, not misrouted.
+  table.Install(Build({Entry(0, 99, "10.1.0.1", 3, "id-a"), Entry(100, 16383, "10.3.0.1", 1, "id-b")}, 2));
+  EXPECT_EQ(table.NodeForSlot(0), 3);
+  EXPECT_EQ(table.NodeForSlot(100), RoutingTable::kNoNode);
+}
+
 }  // namespace
 }  // namespace slotpilot::proxy
