@@ -157,12 +157,17 @@ void ClientSession::OnReadable(ssize_t nread) {
 
 void ClientSession::ProcessInput() {
   const WorkerOptions& o = worker_->options();
+  bool dispatched = false;
+  bool held_back = false;  // complete requests wait in the buffer because of the proxy, not the client
   while (!closing_ && !close_after_replies_) {
     // A request waiting for throttle budget stops the reading too: TCP backpressure, bounded memory.
-    if (in_flight() >= o.max_pending_per_client || throttle_waiting > 0) {
+    if (in_flight() >= o.max_pending_per_client || throttle_waiting > 0 ||
+        (ordering_wait_ && !pending_.empty())) {
       PauseReading();
+      held_back = true;
       break;
     }
+    ordering_wait_ = false;
     std::string_view data = input_.unparsed();
     if (data.empty()) break;
     protocol::ParseResult res = parser_.Parse(data);
@@ -172,18 +177,28 @@ void ClientSession::ProcessInput() {
       break;
     }
     if (!DispatchOne(data, res)) break;
+    dispatched = true;
   }
   if (closing_) return;
+  if (ordering_wait_ && !pending_.empty()) held_back = true;  // an ordering point waits
   size_t buffered = input_.buffered();
   if (buffered == 0 || close_after_replies_) {
     partial_since_ms_ = 0;
     input_.Settle(/*keep_when_empty=*/false);
     return;
   }
-  if (partial_since_ms_ == 0) partial_since_ms_ = worker_->now_ms();
+  // partial-request-timeout is for a client that holds one request open (slowloris): a client
+  // whose requests keep completing, or whose complete requests the proxy holds back, is not one.
+  if (held_back) {
+    partial_since_ms_ = 0;
+  } else if (dispatched || partial_since_ms_ == 0) {
+    partial_since_ms_ = worker_->now_ms();
+  }
   size_t remaining = parser_.pending_bulk_remaining();
   size_t frame_size = remaining == 0 ? 0 : parser_.pending_bytes() + remaining;
-  if (std::max(buffered, frame_size) > o.client_max_input_bytes) {
+  // Only the request being received counts against client-max-input-bytes; complete ones held
+  // back are bounded by the paused reading.
+  if ((held_back ? frame_size : std::max(buffered, frame_size)) > o.client_max_input_bytes) {
     worker_->stats().client_closed_input_limit.Add();
     FailProtocol("Protocol error: request exceeds client-max-input-bytes");
     return;
@@ -201,6 +216,14 @@ bool ClientSession::DispatchOne(std::string_view data, const protocol::ParseResu
   absl::InlinedVector<std::string_view, 16> argv;
   argv.reserve(args.size());
   for (size_t i = 0; i < args.size(); ++i) argv.push_back(parser_.Arg(data, i));
+  if (IsOrderingPoint(absl::MakeConstSpan(argv))) {
+    ordering_wait_ = true;
+    if (!pending_.empty()) {  // left in the buffer (parsed again) until earlier ones are answered
+      parser_.Reset();
+      PauseReading();
+      return false;
+    }
+  }
   Slice raw;
   if (parser_.is_inline()) {
     input_.Skip(res.consumed);  // re-encoded as multibulk by the dispatcher if forwarded
@@ -237,7 +260,7 @@ void ClientSession::OnRequestDone(Request* r) {
   }
   if (output_bytes_ > worker_->options().client_max_output_bytes) {
     worker_->stats().client_closed_output_limit.Add();
-    SLOTPILOT_LOG_RATE_LIMITED(warn, "client {} ({}): {} reply bytes unread, over client-max-output-bytes; closing",
+    SLOTPILOT_LOG_RATE_LIMITED(warn, "client {} ({}): {} reply bytes buffered, over client-max-output-bytes; closing",
                                id_, peer, output_bytes_);
     Close("output limit");
     return;
@@ -247,6 +270,15 @@ void ClientSession::OnRequestDone(Request* r) {
 
 void ClientSession::Flush() {
   dirty = false;
+  if (ordering_wait_ && pending_.empty() && !closing_) {
+    // Every request before the ordering point (or the point itself) is answered: go on. Here,
+    // not inside the completion that answered it.
+    if (read_paused_) {
+      MaybeResumeReading();
+    } else {
+      ProcessInput();
+    }
+  }
   if (closing_ || ready_.empty()) return;
   iov_.clear();
   for (size_t i = 0; i < ready_.size(); ++i) {

@@ -4,7 +4,9 @@
 //
 // Limits: at most max_pending_per_client requests in flight (then reading pauses: TCP
 // backpressure), client_max_input_bytes for one incomplete request, client_max_output_bytes of
-// replies the client has not read (then it is disconnected).
+// replies buffered, each counted whole until written (then it is disconnected). EXEC, WATCH and
+// blocking commands are ordering points (IsOrderingPoint): dispatched after every earlier
+// request is answered, and before any later one.
 //
 // Lifetime: created by its Worker on accept; Close() starts closing and the object deletes itself
 // in the close callback (never inside one of its own callbacks). Requests still in flight when it
@@ -137,6 +139,9 @@ class ClientSession {
   bool read_paused_ = false;
   bool closing_ = false;
   bool close_after_replies_ = false;
+  // An ordering point (IsOrderingPoint) is dispatched, or waits to be: no other request is
+  // dispatched until every request before it is answered.
+  bool ordering_wait_ = false;
   std::vector<uv_buf_t> iov_;
   std::unique_ptr<Transaction> transaction_;
   std::unique_ptr<PubSubRelay> pubsub_;

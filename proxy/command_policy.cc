@@ -195,4 +195,20 @@ const CommandPolicy& PolicyFor(const CommandInfo* command, bool allow_admin_comm
   return (allow_admin_commands ? admin : strict)->Get(command);
 }
 
+bool IsOrderingPoint(absl::Span<const std::string_view> argv) {
+  if (argv.empty() || argv[0].empty()) return false;
+  switch (argv[0][0]) {  // most commands are ruled out without a lookup
+    case 'b': case 'B': case 'e': case 'E': case 'w': case 'W': case 'x': case 'X':
+      break;
+    default:
+      return false;
+  }
+  absl::StatusOr<const protocol::CommandInfo*> cmd = protocol::ResolveCommand(argv);
+  if (!cmd.ok()) return false;
+  const CommandPolicy& policy = PolicyFor(*cmd, /*allow_admin_commands=*/false);
+  return policy.route == CommandRoute::kBlocking ||
+         (policy.route == CommandRoute::kLocal &&
+          (policy.local == LocalCommand::kExec || policy.local == LocalCommand::kWatch));
+}
+
 }  // namespace slotpilot::proxy

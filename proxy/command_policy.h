@@ -51,6 +51,12 @@ struct CommandPolicy {
 // The policy of a resolved command (a top-level command or a subcommand). Never null.
 const CommandPolicy& PolicyFor(const protocol::CommandInfo* command, bool allow_admin_commands);
 
+// EXEC, WATCH and blocking commands run on the client's own connection while its other commands
+// use the shared ones, and nothing orders two connections. So such a command is an ordering
+// point: it is dispatched only once every earlier request of the client is answered, and the
+// client's later requests wait for its answer, as if one connection carried them all.
+bool IsOrderingPoint(absl::Span<const std::string_view> argv);
+
 // "CONFIG SET" for config|set, "GET" for get.
 std::string DisplayName(const protocol::CommandInfo& command);
 

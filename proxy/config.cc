@@ -402,8 +402,10 @@ std::vector<Option> LimitOptions() {
        "Unparsed input buffered for one client; beyond it the client is disconnected (Redis "
        "client-query-buffer-limit)."},
       {"client-max-output-bytes", kReload, SizeValue(&Config::client_max_output_bytes),
-       "Replies buffered for a client that does not read them; beyond it the client is "
-       "disconnected."},
+       "Reply bytes buffered for one client, written or not yet read by it; beyond it the client "
+       "is disconnected (Redis client-output-buffer-limit's hard limit). A reply counts whole "
+       "until written, so keep it above the largest reply (or pipelined batch of replies) a "
+       "client fetches: the default serves any value proto-max-bulk-len allows."},
       {"idle-timeout", kReload, DurationValue(&Config::idle_timeout, ZeroIs::kAllowed),
        "Close a client connection idle this long; 0 = never (Redis timeout)."},
       {"partial-request-timeout", kReload,

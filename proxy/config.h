@@ -65,7 +65,7 @@ struct Config {
   int max_clients = 10000;
   int max_pending_per_client = 1024;
   uint64_t client_max_input_bytes = uint64_t{1} << 30;
-  uint64_t client_max_output_bytes = uint64_t{64} << 20;
+  uint64_t client_max_output_bytes = uint64_t{512} << 20;
   absl::Duration idle_timeout = absl::ZeroDuration();  // zero = never
   absl::Duration partial_request_timeout = absl::Seconds(30);
   uint64_t proto_max_bulk_len = uint64_t{512} << 20;

@@ -24,7 +24,7 @@ struct WorkerOptions {
   size_t max_clients = 10000;
   size_t max_pending_per_client = 1024;
   size_t client_max_input_bytes = 1ull << 30;
-  size_t client_max_output_bytes = 64ull << 20;
+  size_t client_max_output_bytes = 512ull << 20;
   uint64_t idle_timeout_ms = 0;  // 0: never
   uint64_t partial_request_timeout_ms = 30000;
 
