@@ -572,6 +572,20 @@ class TransactionTest(DiffTestCase):
         # Unchanged watched key: the transaction runs.
         d.script([("WATCH", "{tx}w"), ("MULTI",), ("SET", "{tx}w", "mine"), ("EXEC",), ("GET", "{tx}w")])
 
+    def test_pipelined_around_exec_and_watch_keeps_the_client_order(self) -> None:
+        # EXEC and WATCH run on the client's own connection, other commands on shared ones: the
+        # proxy must still run them in the order the client wrote them (repeated: a race).
+        d = self.pair()
+        for i in range(20):
+            key = f"{{tx}}order{i}"
+            commands = [("SET", key, "1"), ("MULTI",), ("INCR", key), ("EXEC",), ("INCR", key),
+                        ("GET", key), ("WATCH", key), ("SET", key, "5"), ("MULTI",),
+                        ("INCR", key), ("EXEC",), ("GET", key), ("DEL", key)]
+            for side in (d.p, d.r):
+                side.send_raw(b"".join(encode(c) for c in commands))
+            for c in commands:
+                self.assertEqual(d.p.read(), d.r.read(), f"reply to {c!r} (round {i})")
+
     def test_keys_of_two_masters_in_one_transaction_get_crossslot_at_queue_time(self) -> None:
         d = self.pair()
         a, b = self.spread_keys("txs", 2)
