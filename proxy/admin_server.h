@@ -4,6 +4,8 @@
 // Threads: the server runs its own small thread pool (cpp-httplib is blocking I/O), separate from
 // the workers, so a slow or hostile admin client can never touch the data path. Handlers read only
 // thread-safe state through AdminSource. Mutating endpoints need `Authorization: Bearer <token>`.
+// GET / is the operator console (proxy/console/, built into the binary); every answer carries a
+// strict Content-Security-Policy.
 #ifndef SLOTPILOT_PROXY_ADMIN_SERVER_H_
 #define SLOTPILOT_PROXY_ADMIN_SERVER_H_
 
@@ -72,6 +74,7 @@ class AdminServer {
   uint16_t port() const { return port_; }
 
  private:
+  void ConsoleRoutes();
   void Routes();
   bool Authorized(const std::string& header, int* status, std::string* why) const;
 
