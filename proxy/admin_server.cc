@@ -153,7 +153,8 @@ absl::Status AdminServer::Start() {
   server_->set_read_timeout(5, 0);
   server_->set_write_timeout(5, 0);
   server_->set_keep_alive_max_count(100);
-  server_->set_keep_alive_timeout(5);
+  // Short: an idle keep-alive connection (a console between refreshes) holds a pool thread.
+  server_->set_keep_alive_timeout(2);
   server_->set_default_headers(SecurityHeaders());
   ConsoleRoutes();
   Routes();

@@ -56,7 +56,9 @@ struct AdminServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 9121;
   std::string token;  // empty: mutating endpoints answer 403
-  size_t threads = 2;
+  // cpp-httplib holds a thread per connection, also while it idles in keep-alive: enough for
+  // probes and scrapes next to an open console tab (which keeps one connection).
+  size_t threads = 4;
   size_t max_body_bytes = 64 * 1024;
   size_t max_headers = 64;
 };

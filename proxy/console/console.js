@@ -116,8 +116,10 @@ function compareAddresses(a, b) {
 
 // ---- fetching ---------------------------------------------------------------------------------
 
+const FETCH_TIMEOUT_MS = 5000;  // a hung admin port must not stop the refresh loop
+
 async function fetchText(path) {
-  const res = await fetch(path, { cache: "no-store" });
+  const res = await fetch(path, { cache: "no-store", signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
   return { status: res.status, text: await res.text() };
 }
 
@@ -137,19 +139,22 @@ const SOURCES = {
   metrics: async () => parseMetrics((await fetchText("/metrics")).text),
 };
 
-// Fetches every source at once; keeps the last good answer of any that fails.
+// Fetches every source, one after another: the admin server has a thread per connection and a
+// small pool, so the page keeps one connection busy, never one per request, and leaves the other
+// threads to probes and scrapes. Keeps the last good answer of any source that fails.
 async function refresh() {
   if (state.inFlight) return;
   state.inFlight = true;
-  const names = Object.keys(SOURCES);
-  const results = await Promise.allSettled(names.map((name) => SOURCES[name]()));
-  state.inFlight = false;
   const failed = [];
-  results.forEach((result, i) => {
-    if (result.status === "fulfilled") state.data[names[i]] = result.value;
-    else failed.push(names[i]);
-  });
-  if (results[names.indexOf("metrics")].status === "fulfilled") addSample(state.data.metrics);
+  for (const [name, load] of Object.entries(SOURCES)) {
+    try {
+      state.data[name] = await load();
+      if (name === "metrics") addSample(state.data.metrics);
+    } catch (e) {
+      failed.push(name);
+    }
+  }
+  state.inFlight = false;
   state.model = buildModel(state.data);
   render(failed);
 }
