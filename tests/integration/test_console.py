@@ -6,7 +6,8 @@ absent keys loop ASK -> MOVED through the proxy.
     admin answer (the page's, the API's, a 404) carries the strict Content-Security-Policy and
     nosniff; the page has no inline script or style.
   * Read-only (no --admin-token-file): the page loads with no CSP violation or script error,
-    says it is read-only, and its finish/rollback buttons are disabled with the reason.
+    says it is read-only, and its finish/rollback buttons are disabled with the reason. With
+    the watcher off it still shows owners, reachability (from /metrics) and loops.
   * With a token: the grid shows the three owners (legend colours = canvas pixels), the open
     slot split into source and target colours, the loop table and the hover names the slot; a
     wrong token is refused and forgotten; finish with the right token (typed into the dialog)
@@ -71,10 +72,10 @@ def get(proxy: Proxy, path: str) -> tuple[int, dict[str, str], str]:
         conn.close()
 
 
-def console_proxy(*, token: bool, sidecar: str) -> Proxy:
+def console_proxy(*, token: bool, sidecar: str, watcher: str = "observe") -> Proxy:
     """A proxy watching in observe mode (a short stall timeout, so a half-open slot turns stuck
     within seconds); loop-policy error, so a looping request fails at once."""
-    args = ["--watcher=observe", f"--stall-timeout={watcher_support.STALL_TIMEOUT}",
+    args = [f"--watcher={watcher}", f"--stall-timeout={watcher_support.STALL_TIMEOUT}",
             f"--sidecar-id={sidecar}", "--topology-refresh-interval=1s"]
     if token:
         args.append(f"--admin-token-file={watcher_support.token_file()}")
@@ -132,14 +133,15 @@ class ConsoleCase(unittest.TestCase):
     console."""
 
     def setUp(self) -> None:
-        why = console_browser.missing()
-        if why:
-            self.skipTest(why)
         self.proxy: Optional[Proxy] = None
         self.browser: Optional[console_browser.Browser] = None
 
-    def start(self, *, token: bool, sidecar: str) -> None:
-        self.proxy = console_proxy(token=token, sidecar=sidecar)
+    def start(self, *, token: bool, sidecar: str, watcher: str = "observe") -> None:
+        """A proxy and a browser (the test is skipped where no browser is installed)."""
+        why = console_browser.missing()
+        if why:
+            self.skipTest(why)
+        self.proxy = console_proxy(token=token, sidecar=sidecar, watcher=watcher)
         self.addCleanup(self.proxy.stop)
         self.browser = console_browser.Browser()
         self.addCleanup(self.browser.quit)
@@ -254,6 +256,24 @@ class ReadOnlyConsoleTest(ConsoleCase):
         self.assertIn(NO_TOKEN_REASON, self.text("#actions-note"))
         self.assertEqual(self.text("#pill-admin"), "read-only: no admin token")
         self.assertTrue(self.browser.js("return document.querySelector(`#loops tbody tr[data-slot='${arguments[0]}']`) !== null;", slot))
+        self.assert_clean_console()
+
+    def test_with_the_watcher_off_the_page_still_shows_the_map_masters_and_loops(self) -> None:
+        """No /v1/cluster and no migrations: owners from /v1/slots, reachability from this
+        proxy's own PINGs (/metrics), the loop from /v1/loops; actions say the watcher is off."""
+        slot = self.half_open(3)
+        self.start(token=True, sidecar="console-off", watcher="off")
+        self.assertEqual(make_loops(self.proxy, slot), 20)
+        self.open_console()
+        self.assertEqual(self.text("#pill-watcher"), "watcher off")
+        reachable = self.browser.wait(lambda: self.browser.js(
+            "return [...document.querySelectorAll('#masters tbody tr')].map(r => r.cells[4].textContent);"),
+            10, "the masters table")
+        self.assertEqual(reachable, ["yes", "yes", "yes"])
+        self.browser.wait(lambda: self.text(f"#loops tbody tr[data-slot='{slot}']"), 20, "the loop row")
+        self.assertIn("the migration watcher is off", self.text("#actions-note"))
+        self.assertFalse(self.text("#open-slots li[data-slot='%d']" % slot).count("\u2192"),
+                         "without the watcher no slot is known to be open")
         self.assert_clean_console()
 
 
