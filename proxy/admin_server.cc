@@ -60,6 +60,15 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// `curl -X POST URL` sends neither Content-Length nor Transfer-Encoding: a request without a body
+// (RFC 9112 section 6.3). httplib 0.11 instead reads such a body until the connection closes and
+// answers 400 after its read timeout, before any route runs. Saying "Content-Length: 0" makes it
+// read nothing. The request is httplib's own non-const object, handed to this hook as const.
+void MarkEmptyBody(const httplib::Request& req) {
+  if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) return;
+  const_cast<httplib::Request&>(req).set_header("Content-Length", "0");
+}
+
 }  // namespace
 
 std::string LoopsJson(const std::vector<LoopRecord>& loops, std::optional<uint16_t> slot_filter) {
@@ -144,11 +153,14 @@ absl::Status AdminServer::Start() {
   // httplib bounds each header line but not their count: refuse floods before any handler runs.
   server_->set_pre_routing_handler([max = options_.max_headers](const httplib::Request& req,
                                                                  httplib::Response& res) {
-    if (req.headers.size() <= max) return httplib::Server::HandlerResponse::Unhandled;
-    res.status = 431;
-    res.set_content(json{{"error", StrCat("more than ", max, " header lines")}}.dump() + "\n",
-                    "application/json");
-    return httplib::Server::HandlerResponse::Handled;
+    if (req.headers.size() > max) {
+      res.status = 431;
+      res.set_content(json{{"error", StrCat("more than ", max, " header lines")}}.dump() + "\n",
+                      "application/json");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    MarkEmptyBody(req);
+    return httplib::Server::HandlerResponse::Unhandled;
   });
   server_->set_read_timeout(5, 0);
   server_->set_write_timeout(5, 0);

@@ -379,7 +379,7 @@ void ClientSession::Close(std::string_view why) {
   input_.Release();
   // Pinned connections go now: the server forgets blocked commands, watches and subscriptions.
   if (transaction_ != nullptr) transaction_->Reset();
-  if (pubsub_ != nullptr) pubsub_->Reset();
+  if (pubsub_ != nullptr) pubsub_->Drop();
   for (auto& [node, u] : dedicated_) worker_->RetireUpstream(std::move(u));
   dedicated_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), OnCloseCb);

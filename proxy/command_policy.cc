@@ -44,8 +44,7 @@ constexpr std::string_view kForbidden[] = {
     "bgrewriteaof", "pfdebug", "pfselftest", "cluster", "acl", "client|kill", "client|pause",
     "client|unpause", "client|reply", "client|tracking", "client|no-evict", "client|caching",
     "client|getredir", "client|trackinginfo", "client|unblock", "latency", "slowlog",
-    "config|set", "config|rewrite", "config|resetstat", "script|kill", "function|kill",
-    "function|restore", "memory|purge",
+    "config|set", "config|rewrite", "config|resetstat", "function|restore", "memory|purge",
 };
 
 // Commands whose proxy support needs pinned connections (transactions, blocking, pub/sub), and
@@ -70,17 +69,22 @@ constexpr SplitSpec kSplit[] = {
 struct AllMastersSpec {
   std::string_view name;
   MergeKind merge;
-  bool admin;  // only with --allow-admin-commands
+  bool admin = false;            // only with --allow-admin-commands
+  bool own_connections = false;  // see CommandPolicy::own_connections
 };
 constexpr AllMastersSpec kAllMasters[] = {
-    {"dbsize", MergeKind::kSumIntegers, false},      {"keys", MergeKind::kConcatArrays, false},
-    {"randomkey", MergeKind::kRandomNonNil, false},  {"flushall", MergeKind::kAllOk, false},
-    {"flushdb", MergeKind::kAllOk, false},           {"script|load", MergeKind::kSameReply, false},
-    {"script|flush", MergeKind::kAllOk, false},      {"script|exists", MergeKind::kAndIntegers, false},
-    {"function|load", MergeKind::kSameReply, false}, {"function|delete", MergeKind::kAllOk, false},
-    {"function|flush", MergeKind::kAllOk, false},    {"config|set", MergeKind::kAllOk, true},
+    {"dbsize", MergeKind::kSumIntegers},      {"keys", MergeKind::kConcatArrays},
+    {"randomkey", MergeKind::kRandomNonNil},  {"flushall", MergeKind::kAllOk},
+    {"flushdb", MergeKind::kAllOk},           {"script|load", MergeKind::kSameReply},
+    {"script|flush", MergeKind::kAllOk},      {"script|exists", MergeKind::kAndIntegers},
+    {"function|load", MergeKind::kSameReply}, {"function|delete", MergeKind::kAllOk},
+    {"function|flush", MergeKind::kAllOk},    {"config|set", MergeKind::kAllOk, true},
     {"config|resetstat", MergeKind::kAllOk, true},
-    {"pubsub|shardchannels", MergeKind::kConcatArrays, false},
+    {"pubsub|shardchannels", MergeKind::kConcatArrays},
+    // A runaway script blocks its master (every other client gets -BUSY) and the connection that
+    // sent it; Redis lets anyone stop a script that has not written, so these are never refused.
+    {"script|kill", MergeKind::kAnyOk, false, true},
+    {"function|kill", MergeKind::kAnyOk, false, true},
 };
 
 CommandClass ClassOf(const CommandInfo& c) {
@@ -149,6 +153,7 @@ class PolicyTable {
       if (all.name == name && (!all.admin || allow_admin)) {
         p.route = CommandRoute::kAllMasters;
         p.merge = all.merge;
+        p.own_connections = all.own_connections;
       }
     }
     if (name == "scan") p.route = CommandRoute::kScan;

@@ -40,6 +40,9 @@ struct CommandPolicy {
   bool allowed_before_auth = false;
   MergeKind merge = MergeKind::kAllOk;  // kSplitByKey / kAllMasters
   bool key_value_pairs = false;         // kSplitByKey: each key is followed by its value (MSET)
+  // kAllMasters: each master gets the command on a connection of its own, not the shared
+  // pipelined one, which may be stuck behind the very script SCRIPT KILL is meant to stop.
+  bool own_connections = false;
   bool allowed_when_subscribed = false; // RESP2 subscribed mode: (P|S)(UN)SUBSCRIBE, PING, QUIT, RESET
   bool runs_in_multi = false;           // executed, not queued, inside MULTI (EXEC, DISCARD, ...)
   std::string error;  // full error line for kForbidden / kUnsupported, without "-" and CRLF

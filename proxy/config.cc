@@ -415,6 +415,10 @@ std::vector<Option> LimitOptions() {
        "Most arguments in one request."},
       {"max-inline-bytes", kReload, SizeValue(&Config::max_inline_bytes),
        "Longest inline (non-RESP) command line."},
+      {"script-cache-max-bytes", kRestart, SizeValue(&Config::script_cache_max_bytes),
+       "Lua script bodies remembered from EVAL and SCRIPT LOAD, so an EVALSHA that reaches a "
+       "master without the script runs there as EVAL, as on one Redis; oldest forgotten first. "
+       "0 = remember none."},
   };
 }
 

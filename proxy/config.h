@@ -71,6 +71,7 @@ struct Config {
   uint64_t proto_max_bulk_len = uint64_t{512} << 20;
   int max_args = 1048576;
   uint64_t max_inline_bytes = uint64_t{64} << 10;
+  uint64_t script_cache_max_bytes = uint64_t{64} << 20;
 
   // Routing
   absl::Duration request_timeout = absl::Seconds(5);

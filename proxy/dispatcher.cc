@@ -1,5 +1,6 @@
 #include "proxy/dispatcher.h"
 
+#include "absl/hash/hash.h"
 #include "protocol/strings.h"
 #include "protocol/resp.h"
 #include "protocol/slot.h"
@@ -56,7 +57,9 @@ void Dispatcher::Dispatch(ClientSession* session, absl::Span<const std::string_v
                   "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"));
     return;
   }
+  NoteScript(**cmd, argv);
   if (session->in_transaction() && !policy.runs_in_multi) {
+    if (QueueScriptAsEval(session, **cmd, policy, argv, r)) return;
     session->transaction().Queue(**cmd, policy, argv, std::move(raw), r);
     return;
   }
@@ -128,6 +131,46 @@ void Dispatcher::Forward(Request* r, absl::Span<const std::string_view> argv, Sl
   worker_->TrackDeadline(r);
   if (worker_->follower().DeferBehindRetries(r)) return;  // must not overtake a retry
   worker_->follower().router().Route(r);
+}
+
+void Dispatcher::NoteScript(const CommandInfo& cmd, absl::Span<const std::string_view> argv) {
+  std::string_view name = cmd.full_name;
+  ScriptCache* scripts = worker_->shared().scripts;
+  if (scripts == nullptr || (name[0] != 'e' && name[0] != 's')) return;  // most commands
+  std::string_view body;
+  if ((name == "eval" || name == "eval_ro") && argv.size() > 1) {
+    body = argv[1];
+  } else if (name == "script|load" && argv.size() > 2) {
+    body = argv[2];
+  } else {
+    if (name == "script|flush") scripts->Clear();
+    return;
+  }
+  if (scripts->generation() != remembered_generation_) {
+    remembered_scripts_.clear();
+    remembered_generation_ = scripts->generation();
+  }
+  if (remembered_scripts_.size() > 4096) remembered_scripts_.clear();  // bounded memo
+  if (remembered_scripts_.insert(absl::HashOf(body)).second) scripts->Remember(body);
+}
+
+// Inside MULTI a NOSCRIPT cannot be resent (it is one element of EXEC's answer), so an EVALSHA
+// of a script the proxy knows is queued as EVAL: the same effect on any master.
+bool Dispatcher::QueueScriptAsEval(ClientSession* session, const CommandInfo& cmd,
+                                   const CommandPolicy& policy,
+                                   absl::Span<const std::string_view> argv, Request* r) {
+  bool read_only = cmd.full_name == "evalsha_ro";
+  ScriptCache* scripts = worker_->shared().scripts;
+  if ((!read_only && cmd.full_name != "evalsha") || argv.size() < 3 || scripts == nullptr) {
+    return false;
+  }
+  std::optional<std::string> body = scripts->Find(argv[1]);
+  if (!body.has_value()) return false;
+  std::vector<std::string_view> as_eval(argv.begin(), argv.end());
+  as_eval[0] = read_only ? "EVAL_RO" : "EVAL";
+  as_eval[1] = *body;
+  session->transaction().Queue(cmd, policy, as_eval, Slice(), r);
+  return true;
 }
 
 void Dispatcher::ReplyLocal(Request* r, std::string_view bytes, bool is_error) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/types/span.h"
 #include "protocol/command_table.h"
 #include "proxy/buffer.h"
@@ -50,8 +51,17 @@ class Dispatcher {
   void ReplyAuth(ClientSession* session, absl::Span<const std::string_view> argv, Request* r);
   void ReplyClientSetName(ClientSession* session, std::string_view name, Request* r);
   void ReplyLocal(Request* r, std::string_view bytes, bool is_error);
+  // EVAL / EVAL_RO / SCRIPT LOAD bodies go to the shared ScriptCache; SCRIPT FLUSH empties it.
+  void NoteScript(const protocol::CommandInfo& cmd, absl::Span<const std::string_view> argv);
+  bool QueueScriptAsEval(ClientSession* session, const protocol::CommandInfo& cmd,
+                         const CommandPolicy& policy, absl::Span<const std::string_view> argv,
+                         Request* r);
 
   Worker* worker_;
+  // Hashes of bodies already in the ScriptCache (valid while its generation is unchanged), so a
+  // script run over and over costs one hash lookup here, not a SHA1 and a lock each time.
+  absl::flat_hash_set<uint64_t> remembered_scripts_;
+  uint64_t remembered_generation_ = 0;
   std::string scratch_;  // reused encoding buffer
   protocol::KeyPositions keys_;
 };

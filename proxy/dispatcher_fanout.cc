@@ -8,16 +8,23 @@
 #include "protocol/strings.h"
 #include "proxy/dispatcher.h"
 #include "proxy/fanout.h"
+#include "proxy/upstream.h"
 #include "proxy/worker.h"
 
 namespace slotpilot::proxy {
 namespace {
 
-// SCAN cursors seen by clients: the lowest slot of the master being scanned in the top 16 bits,
-// that master's own cursor in the low 48. Masters are visited in order of their lowest slot, so a
-// topology change never makes the scan skip a master that exists before and after it.
-constexpr int kScanNodeBits = 48;
+// SCAN cursors seen by clients: the lowest slot of the master being scanned in bits 39..52, that
+// master's own cursor in the low 39 bits. Every cursor is at most 2^53 - 1, so a JavaScript
+// client that keeps it as a Number (a double) gets it back exactly. A node cursor needs as many
+// bits as its keyspace's hash table has buckets: 39 bits is half a trillion buckets. Masters are
+// visited in order of their lowest slot, so a topology change never makes the scan skip a master
+// that exists before and after it.
+constexpr int kScanNodeBits = 39;
 constexpr uint64_t kScanNodeMask = (uint64_t{1} << kScanNodeBits) - 1;
+static_assert((uint64_t{protocol::kSlotCount - 1} << kScanNodeBits | kScanNodeMask) ==
+                  (uint64_t{1} << 53) - 1,
+              "the largest SCAN cursor must be the largest integer a double holds exactly");
 
 // Lowest slot of every master in the worker's map, ascending.
 std::vector<std::pair<uint16_t, uint16_t>> MastersByLowestSlot(const RoutingTable& table) {
@@ -55,8 +62,8 @@ std::string MergeScan(const FanOut& fanout, std::string* error) {
   if (node_cursor != 0) {
     cursor = (lowest << kScanNodeBits) | node_cursor;
   } else if (next_lowest_plus1 != 0) {
+    // Never 0 (which would end the scan): the next master's lowest slot is above this one's.
     cursor = (next_lowest_plus1 - 1) << kScanNodeBits;
-    if (cursor == 0) cursor = 0;  // unreachable: the next master's lowest slot is > 0
   }
   std::string out;
   protocol::AppendArrayHeader(&out, 2);
@@ -150,6 +157,12 @@ void Dispatcher::SendToAllMasters(const CommandPolicy& policy,
     child->command_class = r->command_class;
     child->bytes = raw;  // every master gets the same bytes
     child->target_node = node;
+    if (policy.own_connections) {
+      const RoutingTable::Node& n = worker_->routing().node(node);
+      auto connection = std::make_unique<Upstream>(worker_, node, n.host, n.port, Upstream::Role::kDedicated);
+      child->via = connection.get();
+      fanout->OwnConnection(std::move(connection));
+    }
     fanout->AddChild(worker_, child);
     children.push_back(child);
   }

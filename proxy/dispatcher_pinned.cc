@@ -73,23 +73,23 @@ bool Dispatcher::RunTransactionOrPubSub(ClientSession* session, LocalCommand com
       session->transaction().Unwatch(r);
       return true;
     case LocalCommand::kPing:
-      if (!session->subscribed()) return false;  // in subscribed mode the node answers PING
-      [[fallthrough]];
+      if (!session->subscribed()) return false;  // subscribed mode answers ["pong", msg]
+      session->pubsub().Global(argv, r);
+      return true;
     case LocalCommand::kSubscribe:
       r->bytes = Encoded(argv, std::move(raw));
-      session->pubsub().SendGlobal(r);
+      session->pubsub().Global(argv, r);
       return true;
     case LocalCommand::kShardSubscribe:
-    case LocalCommand::kShardUnsubscribe: {
+    case LocalCommand::kShardUnsubscribe:
       r->bytes = Encoded(argv, std::move(raw));
       if (command == LocalCommand::kShardUnsubscribe && argv.size() == 1) {
-        session->pubsub().SendAllShards(r, argv);
+        session->pubsub().UnsubscribeAllShards(r);
         return true;
       }
       if (!ComputeSlot(cmd, argv, r)) return true;  // CROSSSLOT answered
-      session->pubsub().SendShard(r, r->slot);
+      session->pubsub().Shard(argv, r->slot, r);
       return true;
-    }
     default:
       return false;
   }

@@ -4,6 +4,7 @@
 
 #include "protocol/resp.h"
 #include "protocol/strings.h"
+#include "proxy/upstream.h"
 #include "proxy/worker.h"
 
 namespace slotpilot::proxy {
@@ -11,7 +12,19 @@ namespace {
 
 bool IsError(const Slice& reply) { return !reply.empty() && reply.data()[0] == '-'; }
 
+// Every SCRIPT KILL error but NOTBUSY says more than NOTBUSY (UNKILLABLE, a node unreachable).
+bool IsNotBusy(const Slice& reply) { return reply.view().substr(0, 8) == "-NOTBUSY"; }
+
 }  // namespace
+
+FanOut::FanOut(Request* parent, MergeKind kind) : parent_(parent), kind_(kind) {}
+
+// Abandon() hands the connections to the worker before the parent can be freed.
+FanOut::~FanOut() = default;
+
+void FanOut::OwnConnection(std::unique_ptr<Upstream> connection) {
+  connections_.push_back(std::move(connection));
+}
 
 void FanOut::AddChild(Worker* worker, Request* child) {
   child->parent = parent_;
@@ -38,6 +51,8 @@ void FanOut::Abandon(Worker* worker) {
   std::vector<Request*> children = std::move(children_);
   children_.clear();
   for (Request* c : children) worker->Release(c);
+  for (auto& connection : connections_) worker->RetireUpstream(std::move(connection));
+  connections_.clear();
 }
 
 bool FanOut::FirstError(std::string* out) const {
@@ -51,7 +66,8 @@ bool FanOut::FirstError(std::string* out) const {
 }
 
 bool FanOut::Merge(std::string* out) const {
-  if (kind_ != MergeKind::kCustom && FirstError(out)) return false;  // custom merges decide
+  // Custom merges and SCRIPT KILL weigh the children's errors themselves.
+  if (kind_ != MergeKind::kCustom && kind_ != MergeKind::kAnyOk && FirstError(out)) return false;
   switch (kind_) {
     case MergeKind::kAllOk:
       for (const Request* c : children_) {
@@ -146,6 +162,18 @@ bool FanOut::Merge(std::string* out) const {
       const Request* pick = hits[rng() % hits.size()];
       out->assign(pick->reply.data(), pick->reply.size());
       return true;
+    }
+    case MergeKind::kAnyOk: {
+      const Request* telling = children_[0];
+      for (const Request* c : children_) {
+        if (c->reply.view() == "+OK\r\n") {
+          *out = "+OK\r\n";
+          return true;
+        }
+        if (IsNotBusy(telling->reply) && !IsNotBusy(c->reply)) telling = c;
+      }
+      out->assign(telling->reply.data(), telling->reply.size());
+      return false;
     }
     case MergeKind::kCustom: {
       std::string error;

@@ -11,6 +11,7 @@
 #define SLOTPILOT_PROXY_FANOUT_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -21,6 +22,7 @@
 
 namespace slotpilot::proxy {
 
+class Upstream;
 class Worker;
 
 enum class MergeKind : uint8_t {
@@ -31,6 +33,7 @@ enum class MergeKind : uint8_t {
   kSameReply,     // SCRIPT LOAD, FUNCTION LOAD/DELETE: every child must agree; that reply
   kAndIntegers,   // SCRIPT EXISTS: element-wise AND of 0/1 arrays
   kRandomNonNil,  // RANDOMKEY: a non-nil reply if any
+  kAnyOk,         // SCRIPT KILL: +OK when any child says +OK, else the most telling error
   kCustom,        // merge function given by the caller (it also sees children's errors)
 };
 
@@ -38,13 +41,17 @@ class FanOut : public SubRequests {
  public:
   using CustomMerge = std::string (*)(const FanOut& fanout, std::string* error);
 
-  FanOut(Request* parent, MergeKind kind) : parent_(parent), kind_(kind) {}
+  // Out of line, like the destructor: they need Upstream complete.
+  FanOut(Request* parent, MergeKind kind);
+  ~FanOut() override;
 
   // Registers a sub-request (takes a reference on it and makes it hold one on the parent).
   void AddChild(Worker* worker, Request* child);
   // MGET: original key position i is element `element` of child `child`.
   void MapKey(uint32_t child, uint32_t element) { key_map_.emplace_back(child, element); }
   void SetCustomMerge(CustomMerge merge) { custom_ = merge; }
+  // A connection used only by this fan-out's children; shut down once the parent is answered.
+  void OwnConnection(std::unique_ptr<Upstream> connection);
   // Free-form state for custom merges (e.g. SCAN's cursor context, INFO's own sections).
   uint64_t context = 0;
   std::string text;
@@ -68,6 +75,7 @@ class FanOut : public SubRequests {
   std::vector<std::pair<uint32_t, uint32_t>> key_map_;
   size_t remaining_ = 0;
   CustomMerge custom_ = nullptr;
+  std::vector<std::unique_ptr<Upstream>> connections_;
   bool released_ = false;
 };
 

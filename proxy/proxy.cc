@@ -125,6 +125,8 @@ Proxy::Proxy(ProxyOptions options)
   loop_reports_async_.data = this;
   loop_reports_.SetNotify([this] { uv_async_send(&loop_reports_async_); });
   shared_.loop_reports = &loop_reports_;
+  scripts_ = std::make_unique<ScriptCache>(options_.config.script_cache_max_bytes);
+  shared_.scripts = scripts_.get();
   log_level_ = options_.log_level;
   effective_config_ = options_.effective_config;
   running_config_ = options_.config;

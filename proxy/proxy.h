@@ -99,6 +99,7 @@ class Proxy : public AdminSource {
   uv_async_t shutdown_async_;
   uv_async_t loop_reports_async_;
   SharedState shared_;
+  std::unique_ptr<ScriptCache> scripts_;
   std::unique_ptr<TopologyRefresher> refresher_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;

@@ -56,12 +56,14 @@ enum class RequestState : uint8_t {
 };
 
 // Reference counted: the client session holds one reference until the reply is written; an
-// upstream holds one while the request is in its FIFO; the retry wheel holds one while it waits.
+// upstream holds one while the request is in its FIFO; the retry wheel holds one while it waits;
+// every sub-request of a split, fan-out or transaction holds one on its parent, so a parent's
+// count grows with its width (up to one per slot, or one per queued command: 32 bits, never 8).
 struct Request {
   Request();
   ~Request();
   ClientSession* session = nullptr;  // null once the client is gone
-  uint8_t refs = 0;
+  uint32_t refs = 0;
   Slice bytes;                       // the command as sent upstream (original RESP bytes)
   Slice reply;                       // the reply once kDone
   RequestState state = RequestState::kNew;
@@ -81,6 +83,7 @@ struct Request {
   Upstream* via = nullptr;           // sent on this connection (pinned), never routed
   bool raw_errors = false;           // MOVED/ASK/TRYAGAIN... are its reply, not followed
   bool blocking = false;             // a blocking command: sent on the client's dedicated connection
+  bool resent_as_eval = false;       // an EVALSHA answered NOSCRIPT, resent once with the body
   uint64_t arrival_ms = 0;           // uv_now() at arrival
   uint64_t deadline_ms = 0;          // uv_now() based
   uint64_t hold_deadline_ms = 0;     // when a held request gets the loop error (0: never held)

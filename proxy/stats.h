@@ -73,6 +73,7 @@ struct WorkerStats {
   // Redirects and retries.
   Counter redirects_moved;
   Counter redirects_ask;
+  Counter noscript_resends;  // EVALSHA answered NOSCRIPT, resent as EVAL from the script cache
   // Indexed by LoopPattern (kNone unused).
   std::array<Counter, 4> redirect_loops;
   Counter loop_holds;

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cassert>
 #include <random>
 
 #include "protocol/strings.h"
@@ -103,19 +104,22 @@ void Upstream::Send(Request* r) {
     ++unsent_;
     r->asking = false;
   }
-  if (role_ == Role::kPubSub) {
-    // Subscribed mode has no request/reply pairing: what the server answers arrives as pushes.
-    // The command is copied out and answered with nothing, keeping its place in the client's
-    // reply order; the pushes that answer it follow it there.
-    pubsub_out_.append(r->bytes.data(), r->bytes.size());
-    if (state_ == State::kReady) worker_->MarkDirty(this);
-    worker_->Complete(r, Slice(), /*is_error=*/false);
-    worker_->Release(r);
-    return;
-  }
+  assert(role_ != Role::kPubSub && "subscribed connections take SendSubscriberCommand");
   inflight_.push_back(Entry{r, worker_->now_ms(), Entry::Kind::kClient});
   ++unsent_;
   if (state_ == State::kReady) worker_->MarkDirty(this);
+}
+
+absl::Status Upstream::SendSubscriberCommand(std::string_view command) {
+  assert(role_ == Role::kPubSub);
+  if (state_ == State::kBackoff && worker_->now_ms() >= retry_at_ms_) state_ = State::kIdle;
+  if (state_ == State::kIdle) StartConnect();
+  if (state_ == State::kBackoff) {
+    return absl::UnavailableError(StrCat("ERR slotpilot: node ", address_, " is unreachable: ", last_error_));
+  }
+  pubsub_out_.append(command);
+  if (state_ == State::kReady) worker_->MarkDirty(this);
+  return absl::OkStatus();
 }
 
 bool Upstream::Stalled(uint64_t now_ms, uint64_t limit_ms) const {

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "protocol/reply_parser.h"
 #include "proxy/input_buffer.h"
 #include "proxy/request.h"
@@ -51,6 +52,10 @@ class Upstream {
   // Queues r for this node (preceded by ASKING when r->asking). Answers r at once with an error
   // when the node is in backoff or its queue is full.
   void Send(Request* r);
+  // kPubSub only: queues a (P|S)(UN)SUBSCRIBE command. What the server answers arrives through
+  // the PushSink, since subscribed mode has no request/reply pairing. Fails when the node is in
+  // reconnect backoff.
+  absl::Status SendSubscriberCommand(std::string_view command);
   // Writes everything queued since the last flush (called once per loop turn).
   void Flush();
   // Drops the connection and answers everything in flight with `reason` (a failure: the node

@@ -234,6 +234,7 @@ Request* Worker::NewRequest(ClientSession* session) {
 }
 
 void Worker::Release(Request* r) {
+  assert(r->refs > 0);
   if (--r->refs != 0) return;
   if (r->in_retry) follower_.ResolveRetry(r);  // dropped without an answer (client gone)
   deadlines_.Cancel(&r->deadline_timer);

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,6 +26,7 @@
 #include "proxy/client_registry.h"
 #include "proxy/dispatcher.h"
 #include "proxy/loop_holder.h"
+#include "proxy/script_cache.h"
 #include "proxy/loop_tracker.h"
 #include "proxy/migration_state.h"
 #include "proxy/redirect_follower.h"
@@ -51,6 +53,8 @@ struct SharedState {
   std::function<void(std::string_view reason)> request_topology_refresh;
   // Loop reports for the control thread (bounded; full drops and counts).
   LoopReportQueue* loop_reports = nullptr;
+  // Script bodies by SHA1, for EVALSHA on a master that lacks the script.
+  ScriptCache* scripts = nullptr;
 };
 
 class Worker {
@@ -97,7 +101,10 @@ class Worker {
   const std::string& redis_version() const { return redis_version_; }
 
   Request* NewRequest(ClientSession* session);
-  void Retain(Request* r) { ++r->refs; }
+  void Retain(Request* r) {
+    assert(r->refs < UINT32_MAX);
+    ++r->refs;
+  }
   void Release(Request* r);
   // Answers a request: its reply goes to the client in request order.
   void Complete(Request* r, Slice reply, bool is_error);

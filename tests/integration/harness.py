@@ -309,16 +309,28 @@ def key_slot(key: str | bytes) -> int:
     return crc16(data) % SLOT_COUNT
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=1)
+def _hashtag_table() -> tuple[str, ...]:
+    """For every slot, the first hex string (0, 1, 2, ...) that hashes there. One pass over the
+    candidates until every slot has one (about 170k tries), not one search per slot."""
+    table: list[Optional[str]] = [None] * SLOT_COUNT
+    missing = SLOT_COUNT
+    for i in range(64 * SLOT_COUNT):
+        tag = format(i, "x")
+        slot = crc16(tag.encode()) % SLOT_COUNT
+        if table[slot] is None:
+            table[slot] = tag
+            missing -= 1
+            if missing == 0:
+                return tuple(table)  # type: ignore[arg-type]
+    raise HarnessError(f"{missing} slots without a hashtag")
+
+
 def hashtag_for_slot(slot: int) -> str:
     """A short string whose {hashtag} keys all land in `slot`."""
     if not 0 <= slot < SLOT_COUNT:
         raise ValueError(f"slot {slot} out of range")
-    for i in range(64 * SLOT_COUNT):  # about 16384 tries on average
-        tag = format(i, "x")
-        if crc16(tag.encode()) % SLOT_COUNT == slot:
-            return tag
-    raise HarnessError(f"no hashtag found for slot {slot}")
+    return _hashtag_table()[slot]
 
 
 def keys_for_slot(slot: int, count: int, prefix: str = "key") -> list[str]:

@@ -14,6 +14,7 @@ Run: cd tests/integration && SLOTPILOT_BIN=... /usr/bin/python3 -m unittest -v t
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import threading
 import time
@@ -660,6 +661,75 @@ class PubSubTest(DiffTestCase):
         sub.script([("GET", "x"), ("SUNSUBSCRIBE", "{sch}a")])
         sub.same("SUNSUBSCRIBE")
         sub.same("PING")
+
+
+    def pipelined(self, pair: Pair, commands: Sequence[tuple], replies: int) -> None:
+        """Sends every command before reading, as clients pipeline, then compares `replies`
+        replies one by one: order matters, not only content."""
+        for side in (pair.p, pair.r):
+            side.send_raw(b"".join(encode(c) for c in commands))
+        for i in range(replies):
+            self.assertEqual(pair.p.read(), pair.r.read(), f"reply {i} to {commands!r}")
+
+    def test_commands_pipelined_behind_an_unsubscribe_run_in_normal_mode(self) -> None:
+        # Subscribed mode follows the commands, as Redis runs them in order, not the replies.
+        d = self.pair()
+        self.pipelined(d, [("SUBSCRIBE", "x"), ("UNSUBSCRIBE", "x"), ("GET", "x"), ("PING",)], 4)
+        self.pipelined(d, [("SUBSCRIBE", "a", "b"), ("PSUBSCRIBE", "p*"), ("PING",), ("PING", "m"),
+                           ("GET", "x"), ("UNSUBSCRIBE", "nope"), ("PUNSUBSCRIBE",),
+                           ("UNSUBSCRIBE", "a"), ("UNSUBSCRIBE", "b"), ("PING",), ("GET", "x")], 12)
+        self.pipelined(d, [("UNSUBSCRIBE",), ("PUNSUBSCRIBE", "q", "r"), ("SUNSUBSCRIBE",),
+                           ("SUNSUBSCRIBE", "{s}x"), ("PING",)], 6)
+        self.pipelined(d, [("SUBSCRIBE", "x"), ("PING", "a", "b"), ("RESET",), ("GET", "x")], 4)
+
+    def test_shard_subscription_counts_span_every_master(self) -> None:
+        # Each master counts only its own shard channels; the client must see one total.
+        d = self.pair()
+        channels = [f"{{{harness.hashtag_for_slot(slot)}}}ch" for slot in (0, 6000, 12000)]
+        self.pipelined(d, [("SSUBSCRIBE", channels[0]), ("SSUBSCRIBE", channels[1]), ("PING",),
+                           ("SSUBSCRIBE", channels[2]), ("SSUBSCRIBE", channels[1]),
+                           ("SUNSUBSCRIBE", channels[1]), ("PING", "x")], 7)
+        for publisher in (self.pair(),):
+            got, want = publisher.both("SPUBLISH", channels[2], "m")
+            self.assertEqual(got, want)
+        self.assertEqual(d.p.read(), d.r.read())
+        # SUNSUBSCRIBE without channels: one frame per channel, counts down to 0 (the channel
+        # order is the server's hash order, so compare the frames as a set).
+        for side in (d.p, d.r):
+            side.send("SUNSUBSCRIBE")
+        got = [value(d.p.read()) for _ in range(2)]
+        want = [value(d.r.read()) for _ in range(2)]
+        self.assertEqual([g[2] for g in got], [w[2] for w in want])  # 1, then 0
+        self.assertEqual(sorted(g[1] for g in got), sorted(w[1] for w in want))
+        self.pipelined(d, [("GET", "x"), ("PING",)], 2)
+
+
+class ScriptCacheTest(DiffTestCase):
+    """One Redis has one script cache; a cluster has one per master. EVALSHA must work on every
+    key once the script was seen by EVAL or SCRIPT LOAD, inside MULTI too, and not after SCRIPT
+    FLUSH."""
+
+    def test_evalsha_after_eval_on_keys_of_every_master(self) -> None:
+        d = self.pair()
+        d.same("SCRIPT", "FLUSH")
+        body = "return {KEYS[1], ARGV[1]}"
+        sha = hashlib.sha1(body.encode()).hexdigest()
+        keys = self.spread_keys("evalsha", 3)
+        d.script([("EVALSHA", sha, "1", keys[0], "before"), ("EVAL", body, "1", keys[0], "x")] +
+                 [("EVALSHA", sha, "1", k, "a") for k in keys] +
+                 [("EVALSHA", sha.upper(), "1", k, "b") for k in keys] +
+                 [("EVALSHA_RO", sha, "1", k, "c") for k in keys] +
+                 [("MULTI",), ("EVALSHA", sha, "1", keys[2], "tx"), ("EXEC",)] +
+                 [("SCRIPT", "FLUSH"), ("EVALSHA", sha, "1", keys[1], "gone")])
+
+    def test_evalsha_after_script_load_in_a_transaction(self) -> None:
+        d = self.pair()
+        body = "return redis.call('incr', KEYS[1])"
+        keys = self.spread_keys("evalshatx", 3)
+        sha = value(d.same("SCRIPT", "LOAD", body)).decode()
+        for k in keys:
+            d.script([("DEL", k), ("MULTI",), ("EVALSHA", sha, "1", k), ("EVALSHA", sha, "1", k),
+                      ("EXEC",)])
 
 
 class ScanTest(DiffTestCase):
