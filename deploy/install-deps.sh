@@ -17,6 +17,8 @@ PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libssl-dev
   # test and demo tooling
   redis-server redis-tools python3 python3-redis prometheus yamllint curl procps
+  # the operator console's browser test (tests/integration/test_console.py)
+  chromium chromium-driver python3-selenium
 )
 
 install_debian_packages() {

@@ -195,7 +195,7 @@ print_banner() {
   Redis Cluster: $MASTERS masters + $((MASTERS * REPLICAS)) replicas on 127.0.0.1:$BASE-$((BASE + NODES - 1))
                  (node logs in $DEMO_DIR)
   slotpilot:     listening on $listen, seeds 127.0.0.1:$BASE
-  admin:         http://$admin/
+  console:       http://$admin/   (admin API: /v1/slots, /v1/migrations, /v1/loops, /metrics)
   try:           redis-cli -h ${listen%:*} -p ${listen##*:} set foo bar
                  redis-cli -h ${listen%:*} -p ${listen##*:} get foo
   Ctrl-C stops slotpilot and the demo cluster.

@@ -8,6 +8,7 @@
 
 #include "absl/time/time.h"
 #include "protocol/strings.h"
+#include "proxy/console_files.h"
 #include "proxy/logging.h"
 
 namespace slotpilot::proxy {
@@ -26,6 +27,31 @@ void ReplyJson(httplib::Response& res, const std::string& body, int status = 200
 
 void ReplyError(httplib::Response& res, int status, const std::string& message) {
   ReplyJson(res, json{{"error", message}}.dump() + "\n", status);
+}
+
+// On every answer of the admin port, the console's and the API's alike: a page from here runs
+// only its own script and style, talks only to this origin, loads nothing else and cannot be
+// framed; no answer is sniffed as another type, cached, or leaks its URL as a referrer.
+httplib::Headers SecurityHeaders() {
+  return {{"Content-Security-Policy",
+           "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+           "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
+          {"X-Content-Type-Options", "nosniff"},
+          {"X-Frame-Options", "DENY"},
+          {"Referrer-Policy", "no-referrer"},
+          {"Cache-Control", "no-store"}};
+}
+
+// A handler answering with one embedded console file (proxy/console/).
+httplib::Server::Handler ServeConsoleFile(std::string_view name) {
+  for (const ConsoleFile& file : ConsoleFiles()) {
+    if (file.name != name) continue;
+    return [file](const httplib::Request&, httplib::Response& res) {
+      res.set_content(file.body.data(), file.body.size(), std::string(file.content_type).c_str());
+    };
+  }
+  const std::string missing = StrCat("console file ", name, " is not in this build");
+  return [missing](const httplib::Request&, httplib::Response& res) { ReplyError(res, 500, missing); };
 }
 
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
@@ -139,7 +165,10 @@ absl::Status AdminServer::Start() {
   server_->set_read_timeout(5, 0);
   server_->set_write_timeout(5, 0);
   server_->set_keep_alive_max_count(100);
-  server_->set_keep_alive_timeout(5);
+  // Short: an idle keep-alive connection (a console between refreshes) holds a pool thread.
+  server_->set_keep_alive_timeout(2);
+  server_->set_default_headers(SecurityHeaders());
+  ConsoleRoutes();
   Routes();
   if (!server_->bind_to_port(options_.host, options_.port)) {
     return absl::UnavailableError(StrCat("cannot listen on admin address ",
@@ -178,6 +207,16 @@ bool AdminServer::Authorized(const std::string& header, int* status, std::string
     return false;
   }
   return true;
+}
+
+// The operator console: one page and its style and scripts, all read-only; the page reads the
+// JSON API below and POSTs to it with a token the operator types in.
+void AdminServer::ConsoleRoutes() {
+  httplib::Server& s = *server_;
+  s.Get("/", ServeConsoleFile("index.html"));
+  s.Get("/console.css", ServeConsoleFile("console.css"));
+  s.Get("/console.js", ServeConsoleFile("console.js"));
+  s.Get("/draw.js", ServeConsoleFile("draw.js"));
 }
 
 void AdminServer::Routes() {

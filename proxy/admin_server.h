@@ -4,6 +4,8 @@
 // Threads: the server runs its own small thread pool (cpp-httplib is blocking I/O), separate from
 // the workers, so a slow or hostile admin client can never touch the data path. Handlers read only
 // thread-safe state through AdminSource. Mutating endpoints need `Authorization: Bearer <token>`.
+// GET / is the operator console (proxy/console/, built into the binary); every answer carries a
+// strict Content-Security-Policy.
 #ifndef SLOTPILOT_PROXY_ADMIN_SERVER_H_
 #define SLOTPILOT_PROXY_ADMIN_SERVER_H_
 
@@ -54,7 +56,9 @@ struct AdminServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 9121;
   std::string token;  // empty: mutating endpoints answer 403
-  size_t threads = 2;
+  // cpp-httplib holds a thread per connection, also while it idles in keep-alive: enough for
+  // probes and scrapes next to an open console tab (which keeps one connection).
+  size_t threads = 4;
   size_t max_body_bytes = 64 * 1024;
   size_t max_headers = 64;
 };
@@ -72,6 +76,7 @@ class AdminServer {
   uint16_t port() const { return port_; }
 
  private:
+  void ConsoleRoutes();
   void Routes();
   bool Authorized(const std::string& header, int* status, std::string* why) const;
 

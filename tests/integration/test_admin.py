@@ -471,7 +471,8 @@ class EndpointTest(ClusterTestCase):
 
     def test_unknown_paths_are_404(self) -> None:
         proxy = self.start_proxy()
-        for path in ("/", "/v1", "/v1/loopz", "/metrics/x", "/v1/migrations/1"):
+        # "/" is the operator console (test_console.py); it is served at that one path only.
+        for path in ("/index.html", "/console", "/v1", "/v1/loopz", "/metrics/x", "/v1/migrations/1"):
             self.assertEqual(http(proxy, "GET", path).status, 404, path)
 
     # ---- migration actions ---------------------------------------------------------------------
