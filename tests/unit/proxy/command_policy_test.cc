@@ -141,7 +141,6 @@ TEST(CommandPolicyTest, ForbiddenCommandsNameThemselvesInTheError) {
       {"replicaof", "'REPLICAOF'"},
       {"asking", "'ASKING'"},
       {"migrate", "'MIGRATE'"},
-      {"script kill", "'SCRIPT KILL'"},
   };
   for (const auto& [name, quoted] : cases) {
     const CommandPolicy& p = Policy(name);
@@ -152,6 +151,31 @@ TEST(CommandPolicyTest, ForbiddenCommandsNameThemselvesInTheError) {
     EXPECT_EQ(p.error.find('\r'), std::string::npos) << "no CRLF in the error line";
   }
   EXPECT_EQ(Policy("monitor").error, "ERR slotpilot: 'MONITOR' is not allowed through the proxy");
+}
+
+TEST(CommandPolicyTest, ScriptAndFunctionKillReachEveryMasterOnTheirOwnConnections) {
+  // A runaway script blocks its master and the shared connection behind it: the kill must not
+  // queue there, and must be allowed without --allow-admin-commands.
+  for (std::string_view name : {"script kill", "function kill"}) {
+    for (bool admin : {false, true}) {
+      const CommandPolicy& p = Policy(name, admin);
+      EXPECT_EQ(p.route, CommandRoute::kAllMasters) << name;
+      EXPECT_EQ(p.merge, MergeKind::kAnyOk) << name;
+      EXPECT_TRUE(p.own_connections) << name;
+    }
+  }
+}
+
+TEST(CommandPolicyTest, OrderingPointsAreExecWatchAndBlockingCommands) {
+  using V = std::vector<std::string_view>;
+  for (const V& argv : {V{"EXEC"}, V{"watch", "k"}, V{"BLPOP", "k", "0"}, V{"brpoplpush", "a", "b", "1"},
+                        V{"XREAD", "BLOCK", "10", "STREAMS", "s", "$"}, V{"WAIT", "0", "0"}}) {
+    EXPECT_TRUE(IsOrderingPoint(argv)) << argv[0];
+  }
+  for (const V& argv : {V{"GET", "k"}, V{"EXISTS", "k"}, V{"EVAL", "return 1", "0"}, V{"MULTI"},
+                        V{"XADD", "s", "*", "f", "v"}, V{"nosuch"}, V{}, V{""}}) {
+    EXPECT_FALSE(IsOrderingPoint(argv)) << (argv.empty() ? "(empty)" : argv[0]);
+  }
 }
 
 TEST(CommandPolicyTest, UnsupportedCommandsGetAClearError) {

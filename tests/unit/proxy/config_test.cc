@@ -44,6 +44,7 @@ const std::vector<std::string> kAllOptions = {
     "request-timeout",
     "max-redirects",
     "retry-backoff-min",
+    "script-cache-max-bytes",
     "retry-backoff-max",
     "connect-timeout",
     "reconnect-backoff-min",
@@ -146,7 +147,8 @@ TEST(ConfigDefaults, StructHoldsTheDocumentedDefaults) {
   EXPECT_EQ(c.max_clients, 10000);
   EXPECT_EQ(c.max_pending_per_client, 1024);
   EXPECT_EQ(c.client_max_input_bytes, uint64_t{1} << 30);
-  EXPECT_EQ(c.client_max_output_bytes, uint64_t{64} << 20);
+  EXPECT_EQ(c.client_max_output_bytes, uint64_t{512} << 20);
+  EXPECT_EQ(c.script_cache_max_bytes, uint64_t{64} << 20);
   EXPECT_EQ(c.idle_timeout, absl::ZeroDuration());
   EXPECT_EQ(c.partial_request_timeout, absl::Seconds(30));
   EXPECT_EQ(c.proto_max_bulk_len, uint64_t{512} << 20);
@@ -196,7 +198,8 @@ TEST(ConfigDefaults, RenderInTheSyntaxOfTheSpec) {
   EXPECT_EQ(v.at("admin-listen"), "127.0.0.1:9121");
   EXPECT_EQ(v.at("log-level"), "info");
   EXPECT_EQ(v.at("client-max-input-bytes"), "1gb");
-  EXPECT_EQ(v.at("client-max-output-bytes"), "64mb");
+  EXPECT_EQ(v.at("client-max-output-bytes"), "512mb");
+  EXPECT_EQ(v.at("script-cache-max-bytes"), "64mb");
   EXPECT_EQ(v.at("proto-max-bulk-len"), "512mb");
   EXPECT_EQ(v.at("max-inline-bytes"), "64kb");
   EXPECT_EQ(v.at("idle-timeout"), "0");
@@ -761,7 +764,7 @@ TEST(ConfigHelp, ListsEveryOptionGroupAndSecretSource) {
   }
   for (const char* text : {"-h, --help", "--version", "--print-config-reference",
                            "SLOTPILOT_UPSTREAM_PASSWORD", "SLOTPILOT_CLIENT_PASSWORD",
-                           "(default: 64mb; reloadable)", "--threads=N  (default: 1)\n"}) {
+                           "(default: 512mb; reloadable)", "--threads=N  (default: 1)\n"}) {
     EXPECT_TRUE(absl::StrContains(help, text)) << text;
   }
   for (absl::string_view line : absl::StrSplit(help, '\n')) {
