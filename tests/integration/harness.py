@@ -961,7 +961,8 @@ class Proxy:
         self._final_log: Optional[str] = None
 
     def start(self) -> Proxy:
-        """Starts slotpilot and waits (bounded) until it answers PING on --listen."""
+        """Starts slotpilot and waits (bounded) until it answers PING on --listen and its admin
+        port accepts connections (the admin server starts on its own thread, a moment later)."""
         if not self.binary.is_file():
             raise HarnessError(f"slotpilot binary not found at {self.binary} (set SLOTPILOT_BIN)")
         _sigterm_exits()
@@ -974,6 +975,8 @@ class Proxy:
         try:
             wait_for(self._answers_ping, self.start_timeout,
                      f"slotpilot on {HOST}:{self.port} to answer PING", interval=0.1)
+            wait_for(self._admin_accepts, self.start_timeout,
+                     f"slotpilot's admin port {HOST}:{self.admin_port}", interval=0.05)
         except BaseException:
             self.stop(signal.SIGKILL)
             raise
@@ -987,6 +990,13 @@ class Proxy:
         if self.log_level is not None:
             argv.append(f"--log-level={self.log_level}")
         return argv + self.extra_args
+
+    def _admin_accepts(self) -> bool:
+        try:
+            socket.create_connection((HOST, self.admin_port), timeout=1.0).close()
+            return True
+        except OSError:
+            return False
 
     def _answers_ping(self) -> bool:
         assert self._proc is not None

@@ -652,7 +652,7 @@ class OutputLimitTest(LimitTestCase):
         """With the default limit a client that GETs one 100 MiB value is served in full, as by
         the cluster node itself. (With the old 64 MiB default it was closed before a byte of it
         was sent.)"""
-        proxy = self.start_proxy()
+        proxy = self.start_proxy("--request-timeout=60s")  # 100 MiB through an ASan build
         value = b"h" * (100 << 20)
         key = "{out}100mib"
         self.put(proxy, key, value)
@@ -670,7 +670,7 @@ class OutputLimitTest(LimitTestCase):
         reads as it parses (a redis-py pipeline), five times over; the node itself serves it,
         and so does the proxy with its default limit. (With the old 64 MiB default most attempts
         were cut off: replies arrive from the node faster than the client drains them.)"""
-        proxy = self.start_proxy()
+        proxy = self.start_proxy("--request-timeout=60s")  # 100 MiB through an ASan build
         keys = [f"{{out}}10mib:{i}" for i in range(10)]
         values = [bytes([65 + i]) * (10 << 20) for i in range(10)]
         for key, value in zip(keys, values):

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <thread>
 
 #include "tests/support/test_cluster.h"
 
@@ -195,6 +196,15 @@ TEST(ClusterViewUnreachable, StoppedMasterIsReportedAndUnhealthy) {
   ASSERT_TRUE(replica.ok()) << replica.status();
   ClusterView view(OptionsFor(c));
   auto first = view.Poll({});  // learns every master
+  // A replica just added shows in CLUSTER NODES once gossip carried its id and link: on a loaded
+  // machine that may take a few polls (bounded).
+  for (int i = 0; i < 100 && first.ok() &&
+                  (first->replicas.size() != 1 || first->replicas[0].id.empty() ||
+                   first->replicas[0].link_status != "up");
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    first = view.Poll({});
+  }
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->masters.size(), 3u);
   ASSERT_EQ(first->replicas.size(), 1u);
