@@ -57,7 +57,14 @@ void Dispatcher::Dispatch(ClientSession* session, absl::Span<const std::string_v
                   "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"));
     return;
   }
-  NoteScript(**cmd, argv);
+  std::vector<std::string_view> as_eval;  // EVALSHA of a known body: sent as EVAL (ScriptCache)
+  if (session->in_transaction()) {
+    // a transaction's EVALs are remembered when its EXEC ran them (Transaction)
+  } else if (NoteScript(**cmd, argv, &as_eval)) {
+    argv = as_eval;
+    raw = Slice();
+    r->sent_as_eval = true;
+  }
   if (session->in_transaction() && !policy.runs_in_multi) {
     if (QueueScriptAsEval(session, **cmd, policy, argv, r)) return;
     session->transaction().Queue(**cmd, policy, argv, std::move(raw), r);
@@ -133,25 +140,36 @@ void Dispatcher::Forward(Request* r, absl::Span<const std::string_view> argv, Sl
   worker_->follower().router().Route(r);
 }
 
-void Dispatcher::NoteScript(const CommandInfo& cmd, absl::Span<const std::string_view> argv) {
+// EVAL / EVAL_RO bodies go to the shared ScriptCache and SCRIPT FLUSH empties it. Returns true
+// (with *as_eval filled) for an EVALSHA / EVALSHA_RO of a body the cache knows.
+bool Dispatcher::NoteScript(const CommandInfo& cmd, absl::Span<const std::string_view> argv,
+                            std::vector<std::string_view>* as_eval) {
   std::string_view name = cmd.full_name;
   ScriptCache* scripts = worker_->shared().scripts;
-  if (scripts == nullptr || (name[0] != 'e' && name[0] != 's')) return;  // most commands
-  std::string_view body;
-  if ((name == "eval" || name == "eval_ro") && argv.size() > 1) {
-    body = argv[1];
-  } else if (name == "script|load" && argv.size() > 2) {
-    body = argv[2];
-  } else {
-    if (name == "script|flush") scripts->Clear();
-    return;
+  if (scripts == nullptr || (name[0] != 'e' && name[0] != 's')) return false;  // most commands
+  if (name == "script|flush") {
+    scripts->Clear();
+    return false;
   }
+  bool read_only = name == "evalsha_ro";
+  if ((read_only || name == "evalsha") && argv.size() > 2) {
+    std::optional<std::string> body = scripts->Find(argv[1]);
+    if (!body.has_value()) return false;
+    script_body_ = std::move(*body);  // argv views it until the request is encoded
+    as_eval->assign(argv.begin(), argv.end());
+    (*as_eval)[0] = read_only ? "EVAL_RO" : "EVAL";
+    (*as_eval)[1] = script_body_;
+    worker_->stats().evalsha_as_eval.Add();
+    return true;
+  }
+  if ((name != "eval" && name != "eval_ro") || argv.size() < 2) return false;
   if (scripts->generation() != remembered_generation_) {
     remembered_scripts_.clear();
     remembered_generation_ = scripts->generation();
   }
   if (remembered_scripts_.size() > 4096) remembered_scripts_.clear();  // bounded memo
-  if (remembered_scripts_.insert(absl::HashOf(body)).second) scripts->Remember(body);
+  if (remembered_scripts_.insert(absl::HashOf(argv[1])).second) scripts->Remember(argv[1]);
+  return false;
 }
 
 // Inside MULTI a NOSCRIPT cannot be resent (it is one element of EXEC's answer), so an EVALSHA

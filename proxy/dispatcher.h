@@ -7,6 +7,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/types/span.h"
@@ -52,7 +53,8 @@ class Dispatcher {
   void ReplyClientSetName(ClientSession* session, std::string_view name, Request* r);
   void ReplyLocal(Request* r, std::string_view bytes, bool is_error);
   // EVAL / EVAL_RO / SCRIPT LOAD bodies go to the shared ScriptCache; SCRIPT FLUSH empties it.
-  void NoteScript(const protocol::CommandInfo& cmd, absl::Span<const std::string_view> argv);
+  bool NoteScript(const protocol::CommandInfo& cmd, absl::Span<const std::string_view> argv,
+                  std::vector<std::string_view>* as_eval);
   bool QueueScriptAsEval(ClientSession* session, const protocol::CommandInfo& cmd,
                          const CommandPolicy& policy, absl::Span<const std::string_view> argv,
                          Request* r);
@@ -62,6 +64,7 @@ class Dispatcher {
   // script run over and over costs one hash lookup here, not a SHA1 and a lock each time.
   absl::flat_hash_set<uint64_t> remembered_scripts_;
   uint64_t remembered_generation_ = 0;
+  std::string script_body_;  // the body an EVALSHA is being sent with
   std::string scratch_;  // reused encoding buffer
   protocol::KeyPositions keys_;
 };

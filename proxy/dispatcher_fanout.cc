@@ -150,6 +150,10 @@ void Dispatcher::SendToAllMasters(const CommandPolicy& policy,
   }
   auto* fanout = new FanOut(r, policy.merge);
   r->group.reset(fanout);
+  if (policy.merge == MergeKind::kAndIntegers && worker_->shared().scripts != nullptr) {
+    fanout->scripts = worker_->shared().scripts;  // SCRIPT EXISTS
+    fanout->script_shas.assign(argv.begin() + std::min<size_t>(2, argv.size()), argv.end());
+  }
   std::vector<Request*> children;
   for (uint16_t node : masters) {
     Request* child = worker_->NewRequest(nullptr);

@@ -145,6 +145,7 @@ bool FanOut::Merge(std::string* out) const {
       for (size_t e = 0; e < elements[0].size(); ++e) {
         int64_t all = 1;
         for (const auto& child : elements) all = all && protocol::IntegerReply(child[e]).value_or(0) != 0;
+        if (scripts != nullptr && e < script_shas.size() && scripts->Contains(script_shas[e])) all = 1;
         protocol::AppendInteger(out, all);
       }
       return true;

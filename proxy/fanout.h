@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "proxy/request.h"
+#include "proxy/script_cache.h"
 #include "proxy/sub_requests.h"
 
 namespace slotpilot::proxy {
@@ -55,6 +56,10 @@ class FanOut : public SubRequests {
   // Free-form state for custom merges (e.g. SCAN's cursor context, INFO's own sections).
   uint64_t context = 0;
   std::string text;
+  // SCRIPT EXISTS: a sha the proxy's ScriptCache knows exists for the client (EVALSHA of it works
+  // on every master), whatever each master's own cache says.
+  const ScriptCache* scripts = nullptr;
+  std::vector<std::string> script_shas;
 
   // A child was answered. Merges and answers the parent once every child is.
   void OnChildDone(Worker* worker, Request* child) override;

@@ -95,10 +95,10 @@ void WriteRedirects(PromWriter& w, const StatsTotals& t, const std::vector<LoopR
   w.Family("slotpilot_redirects_total", "counter", "MOVED and ASK redirects followed.");
   w.Sample("slotpilot_redirects_total", {{"kind", "moved"}}, static_cast<double>(t.redirects_moved));
   w.Sample("slotpilot_redirects_total", {{"kind", "ask"}}, static_cast<double>(t.redirects_ask));
-  w.Family("slotpilot_noscript_resends_total", "counter",
-           "EVALSHA calls that reached a master without the script and were resent there as EVAL "
-           "with the body the proxy remembered.");
-  w.Sample("slotpilot_noscript_resends_total", {}, static_cast<double>(t.noscript_resends));
+  w.Family("slotpilot_evalsha_as_eval_total", "counter",
+           "EVALSHA calls sent as EVAL with the body the proxy remembered, so they work on every "
+           "master as on one Redis.");
+  w.Sample("slotpilot_evalsha_as_eval_total", {}, static_cast<double>(t.evalsha_as_eval));
   w.Family("slotpilot_retries_total", "counter", "Requests retried after a backoff, by the error that caused it.");
   for (size_t r = 0; r < t.retries.size(); ++r) {
     w.Sample("slotpilot_retries_total", {{"reason", std::string(RetryReasonName(static_cast<RetryReason>(r)))}},
@@ -274,7 +274,7 @@ void StatsTotals::Add(const WorkerStats& s) {
   request_timeouts += s.request_timeouts.value();
   redirects_moved += s.redirects_moved.value();
   redirects_ask += s.redirects_ask.value();
-  noscript_resends += s.noscript_resends.value();
+  evalsha_as_eval += s.evalsha_as_eval.value();
   for (size_t i = 0; i < retries.size(); ++i) retries[i] += s.retries[i].value();
   for (size_t i = 0; i < redirect_loops.size(); ++i) redirect_loops[i] += s.redirect_loops[i].value();
   loop_holds += s.loop_holds.value();

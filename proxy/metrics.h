@@ -36,7 +36,7 @@ struct StatsTotals {
   uint64_t request_timeouts = 0;
   uint64_t redirects_moved = 0;
   uint64_t redirects_ask = 0;
-  uint64_t noscript_resends = 0;
+  uint64_t evalsha_as_eval = 0;
   std::array<uint64_t, static_cast<size_t>(RetryReason::kCount)> retries{};
   std::array<uint64_t, 4> redirect_loops{};
   uint64_t loop_holds = 0;

@@ -50,7 +50,9 @@ void RedirectFollower::OnReply(Upstream* from, Request* r, const protocol::Reply
       RetryLater(r, RetryReason::kMasterDown, std::move(reply));
       return;
     default:
-      if (frame.error.substr(0, 8) == "NOSCRIPT" && ResendAsEval(from, r)) return;
+      if (frame.error.substr(0, 26) == "ERR Error compiling script") {
+        reply = OnScriptCompileError(r, std::move(reply));
+      }
       if (r->probing) worker_->holder().OnProbeResolved(r);  // the slot answers again
       worker_->Complete(r, std::move(reply), /*is_error=*/true);
   }
@@ -88,30 +90,19 @@ void RedirectFollower::Follow(Upstream* from, Request* r, std::string_view error
   router_.SendTo(r, target);
 }
 
-// An EVALSHA reached a master that lacks the script (one cache per master, where one Redis has
-// one): when the proxy saw the body, the same master gets it as EVAL, which also caches it there.
-bool RedirectFollower::ResendAsEval(Upstream* from, Request* r) {
+// "ERR Error compiling script": Redis never cached that body. The ScriptCache forgets it, and an
+// EVALSHA the proxy sent as EVAL gets what Redis answers an EVALSHA of an uncached script.
+Slice RedirectFollower::OnScriptCompileError(Request* r, Slice reply) {
   ScriptCache* scripts = worker_->shared().scripts;
-  if (r->resent_as_eval || scripts == nullptr) return false;
+  if (scripts == nullptr) return reply;
   absl::StatusOr<protocol::RespValue> command = protocol::DecodeReply(r->bytes.view());
-  if (!command.ok() || command->elements.size() < 3) return false;
-  const std::string& name = command->elements[0].str;
-  bool read_only = EqualsIgnoreCase(name, "evalsha_ro");
-  if (!read_only && !EqualsIgnoreCase(name, "evalsha")) return false;
-  std::optional<std::string> body = scripts->Find(command->elements[1].str);
-  if (!body.has_value()) return false;
-  std::vector<std::string_view> argv;
-  argv.reserve(command->elements.size());
-  argv.push_back(read_only ? "EVAL_RO" : "EVAL");
-  argv.push_back(*body);
-  for (size_t i = 2; i < command->elements.size(); ++i) argv.push_back(command->elements[i].str);
-  std::string bytes;
-  protocol::AppendCommand(&bytes, argv);
-  r->bytes = worker_->arena().Copy(bytes);
-  r->resent_as_eval = true;
-  worker_->stats().noscript_resends.Add();
-  router_.SendTo(r, from->node());
-  return true;
+  if (command.ok() && command->elements.size() > 1 &&
+      (EqualsIgnoreCase(command->elements[0].str, "eval") ||
+       EqualsIgnoreCase(command->elements[0].str, "eval_ro"))) {
+    scripts->Forget(ScriptCache::Sha1Hex(command->elements[1].str));
+  }
+  if (!r->sent_as_eval) return reply;
+  return Slice::Static("-NOSCRIPT No matching script. Please use EVAL.\r\n");
 }
 
 // r's redirect chain loops: count it, tell the control thread, then answer or hold r.

@@ -46,7 +46,7 @@ class RedirectFollower {
   void Follow(Upstream* from, Request* r, std::string_view error, Slice reply);
   void OnLoop(Request* r, uint16_t slot, LoopPattern pattern);
   void RetryLater(Request* r, RetryReason reason, Slice reply);
-  bool ResendAsEval(Upstream* from, Request* r);
+  Slice OnScriptCompileError(Request* r, Slice reply);
   uint64_t RetryDue(const Request* r);
   uint64_t Backoff(uint8_t attempt);
 

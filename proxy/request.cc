@@ -31,7 +31,7 @@ void Request::ResetForReuse() {
   via = nullptr;
   raw_errors = false;
   blocking = false;
-  resent_as_eval = false;
+  sent_as_eval = false;
   slot = 0;
   command_class = 0;
   node = -1;

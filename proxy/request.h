@@ -83,7 +83,7 @@ struct Request {
   Upstream* via = nullptr;           // sent on this connection (pinned), never routed
   bool raw_errors = false;           // MOVED/ASK/TRYAGAIN... are its reply, not followed
   bool blocking = false;             // a blocking command: sent on the client's dedicated connection
-  bool resent_as_eval = false;       // an EVALSHA answered NOSCRIPT, resent once with the body
+  bool sent_as_eval = false;         // an EVALSHA sent as EVAL with the body from the ScriptCache
   uint64_t arrival_ms = 0;           // uv_now() at arrival
   uint64_t deadline_ms = 0;          // uv_now() based
   uint64_t hold_deadline_ms = 0;     // when a held request gets the loop error (0: never held)

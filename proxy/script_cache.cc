@@ -45,6 +45,28 @@ std::optional<std::string> ScriptCache::Find(std::string_view sha) const {
   return it->second;
 }
 
+bool ScriptCache::Contains(std::string_view sha) const {
+  std::string key = ToLower(sha);
+  std::lock_guard<std::mutex> lock(mu_);
+  return bodies_.contains(key);
+}
+
+void ScriptCache::Forget(std::string_view sha) {
+  std::string key = ToLower(sha);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = bodies_.find(key);
+  if (it == bodies_.end()) return;
+  bytes_ -= it->second.size();
+  bodies_.erase(it);
+  for (auto o = order_.begin(); o != order_.end(); ++o) {
+    if (*o == key) {
+      order_.erase(o);
+      break;
+    }
+  }
+  generation_.fetch_add(1, std::memory_order_release);
+}
+
 void ScriptCache::Clear() {
   std::lock_guard<std::mutex> lock(mu_);
   bodies_.clear();

@@ -1,9 +1,12 @@
 // The Lua script bodies this proxy has seen (EVAL, EVAL_RO, SCRIPT LOAD), by SHA1.
 //
 // One Redis has one script cache: after EVAL on any key, EVALSHA works for every key. A cluster
-// has one cache per master, so an EVALSHA whose keys live on another master gets NOSCRIPT. With
-// the body known here, the proxy resends that EVALSHA as EVAL to the same master (which also
-// caches it there), and the application sees what one Redis would answer.
+// has one cache per master, so an EVALSHA whose keys live on another master would get NOSCRIPT.
+// The proxy remembers the bodies of EVALs it dispatched (outside MULTI; a transaction's when its
+// EXEC ran) and sends an EVALSHA of a known body as EVAL, decided when the EVALSHA is dispatched
+// so it keeps its place among the client's commands. A body that does not compile is forgotten
+// when its error comes back, and an EVALSHA sent as EVAL that gets the compile error is answered
+// NOSCRIPT, as Redis (which never cached it) would. SCRIPT EXISTS counts known bodies.
 //
 // Shared by every worker; touched only by script commands and NOSCRIPT replies, never by the
 // rest of the traffic, so a mutex is fine. Bounded by max_bytes: the oldest scripts are forgotten
@@ -33,6 +36,9 @@ class ScriptCache {
   void Remember(std::string_view body);
   // The body of the script named `sha` (any case), if remembered.
   std::optional<std::string> Find(std::string_view sha) const;
+  bool Contains(std::string_view sha) const;
+  // A body no master could compile: Redis never caches it, so neither does the proxy.
+  void Forget(std::string_view sha);
   // SCRIPT FLUSH: what the masters forget, the proxy forgets too.
   void Clear();
 

@@ -73,7 +73,7 @@ struct WorkerStats {
   // Redirects and retries.
   Counter redirects_moved;
   Counter redirects_ask;
-  Counter noscript_resends;  // EVALSHA answered NOSCRIPT, resent as EVAL from the script cache
+  Counter evalsha_as_eval;  // EVALSHA of a body the ScriptCache knows, sent as EVAL
   // Indexed by LoopPattern (kNone unused).
   std::array<Counter, 4> redirect_loops;
   Counter loop_holds;

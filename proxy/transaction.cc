@@ -65,7 +65,10 @@ class TransactionRun : public SubRequests {
     Transaction* tx = tx_;
     Kind kind = kind_;
     Abandon(worker_);
-    if (kind == Kind::kExec) tx->Reset();  // EXEC ends the transaction, whatever its outcome
+    if (kind == Kind::kExec) {
+      if (!is_error) tx->RememberScripts(reply.view());  // EXEC ran them
+      tx->Reset();  // EXEC ends the transaction, whatever its outcome
+    }
     worker_->Complete(parent, std::move(reply), is_error);
   }
 
@@ -130,7 +133,21 @@ void Transaction::ReplyLocal(Request* r, std::string_view bytes) {
   worker_->Complete(r, worker_->arena().Copy(bytes), !bytes.empty() && bytes[0] == '-');
 }
 
+void Transaction::RememberScripts(std::string_view exec_reply) {
+  ScriptCache* scripts = worker_->shared().scripts;
+  if (scripts == nullptr || queued_script_bodies_.empty()) return;
+  std::vector<std::string_view> results;  // one per queued command; nil when a WATCH aborted it
+  if (!protocol::SplitArrayElements(exec_reply, &results).ok() || results.size() != queued_.size()) {
+    return;
+  }
+  for (const auto& [index, body] : queued_script_bodies_) {
+    // Redis caches a body it compiled, whether or not the script then failed.
+    if (results[index].substr(0, 27) != "-ERR Error compiling script") scripts->Remember(body);
+  }
+}
+
 void Transaction::Reset() {
+  queued_script_bodies_.clear();
   in_multi_ = false;
   dirty_ = false;
   slot_ = -1;
@@ -212,6 +229,9 @@ void Transaction::Queue(const protocol::CommandInfo& cmd, const CommandPolicy& p
     return worker_->CompleteWithError(r, "ERR slotpilot: transaction exceeds client-max-input-bytes");
   }
   if (slot != -1) slot_ = slot;
+  if ((cmd.full_name == "eval" || cmd.full_name == "eval_ro") && argv.size() > 1) {
+    queued_script_bodies_.emplace_back(queued_.size(), std::string(argv[1]));
+  }
   queued_.push_back(std::move(raw));
   ReplyLocal(r, "+QUEUED\r\n");
 }

@@ -56,6 +56,8 @@ class Transaction {
 
   // Used by TransactionRun.
   Upstream* PinTo(uint16_t node);
+  // EXEC ran: the queued EVALs' bodies are in every-master reach now (ScriptCache).
+  void RememberScripts(std::string_view exec_reply);
   uint16_t node() const { return node_; }
 
  private:
@@ -73,6 +75,7 @@ class Transaction {
   bool dirty_ = false;
   int32_t slot_ = -1;                  // fixed by the first keyed command or WATCH
   std::vector<Slice> queued_;          // commands between MULTI and EXEC
+  std::vector<std::pair<size_t, std::string>> queued_script_bodies_;  // queued EVALs: index, body
   size_t queued_bytes_ = 0;
   std::vector<Slice> watch_commands_;  // WATCHes sent on the pinned connection (replayed on MOVED)
   std::unique_ptr<Upstream> conn_;     // pinned connection
