@@ -23,7 +23,8 @@ from execute import Failure, Pair
 from families import ALL_FAMILIES, SOLO_FAMILY, take
 from gen import Space
 from integration_harness import harness
-from ops import Op, cli_line, program_lines
+from killcheck import kill_check, stop_runaways
+from ops import MAIN, Op, cli_line, cmd, program_lines
 from resp import NoReply, Reply
 from runner import SANITIZER_MARKERS, Run, Settings, proxy_alive, start_proxy, uses_asan
 from shrink import Budget, Shrinker
@@ -39,10 +40,17 @@ SETTLE_S = 0.5  # after a trial, how long the proxy must survive its closed conn
 # and 410 MiB (ASan: a 256 MiB quarantine of freed memory, shadow memory, redzones).
 RSS_BOUND_RELEASE_MIB = 512
 RSS_BOUND_ASAN_MIB = 1024
+# The cluster's nodes take SCRIPT KILL / FUNCTION KILL only once a script has run past
+# busy-reply-threshold (until then they run nothing else). Its default, 5000 ms, equals the
+# proxy's request timeout, so the end-of-run kill check would race the proxy's timeout of its
+# own SCRIPT KILL; 200 ms keeps the kill well inside it. No script of the streams runs that
+# long. The reference keeps the default: it is never asked to kill.
+CLUSTER_ARGS = ("--busy-reply-threshold", "200")
 SHRINK_TRIALS = 400
+FLUSH_SCRIPTS = cmd("SCRIPT", "FLUSH")  # before every shrinking trial
 SHOWN_BYTES = 300
 SHOWN_LINES = 40  # of a reproduction; the file has all
-UNATTRIBUTED = ("rss", "exit", "stuck", "tester")  # not caused by one op of one stream
+UNATTRIBUTED = ("rss", "exit", "stuck", "tester", "killcheck")  # not caused by one op of one stream
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -62,6 +70,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--proxy-threads", type=int, default=2, help="slotpilot --threads")
     p.add_argument("--shrink-seconds", type=float, default=300.0,
                    help="time for shrinking failures to minimal reproductions (0: do not shrink)")
+    p.add_argument("--no-kill-check", dest="kill_check", action="store_false",
+                   help="skip the end-of-run SCRIPT KILL / FUNCTION KILL check (killcheck.py)")
     args = p.parse_args(argv)
     args.families = tuple(f.strip() for f in args.families.split(",") if f.strip())
     unknown = set(args.families) - set(ALL_FAMILIES)
@@ -93,7 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         proxy_threads=args.proxy_threads, max_rss_mib=args.max_rss_mib,
                         verbose=args.verbose)
     started = time.monotonic()
-    with harness.RedisCluster(masters=3) as cluster, harness.StandaloneRedis() as ref:
+    with harness.RedisCluster(masters=3, extra_args=CLUSTER_ARGS) as cluster, \
+            harness.StandaloneRedis() as ref:
         proxy = start_proxy(cluster, settings.binary, settings.request_timeout, settings.proxy_threads)
         bound_mib = settings.max_rss_mib or (
             RSS_BOUND_ASAN_MIB if uses_asan(proxy.pid) else RSS_BOUND_RELEASE_MIB)
@@ -106,6 +117,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.replay is None and SOLO_FAMILY in settings.families and not run.failures:
             log("solo phase: whole-keyspace comparison")
             run.solo_phase()
+        if args.kill_check and args.replay is None and not run.fatal():
+            log("kill check: SCRIPT KILL and FUNCTION KILL of runaway calls through the proxy")
+            kill_started = time.monotonic()
+            problem = kill_check(proxy.port, seed, settings.bound)
+            log(f"kill check: {'held' if problem is None else 'FAILED'} "
+                f"({time.monotonic() - kill_started:.1f} s)")
+            if problem is not None:
+                stop_runaways([node.port for node in cluster.nodes], settings.bound)
+                run.fail(Failure("killcheck", None, problem, "<not asked: a proxy-only check>",
+                                 "the end-of-run kill check (killcheck.py) failed",
+                                 family="killcheck"))
         if run.fatal():
             proxy.stop()
             print(f"slotpilot log:\n{log_excerpt(proxy.log())}", flush=True)
@@ -230,6 +252,11 @@ class ShrinkTarget:
                         lambda: proxy_alive(proxy))
             failure = None
             try:
+                # Script bodies name the client, not the epoch (stable SHAs), so the script
+                # caches (the reference's, the masters' and the proxy's memory of bodies) would
+                # carry one trial's EVALs into the next: each trial starts with none.
+                for side in (pair.proxy, pair.ref):
+                    side.call(MAIN, [FLUSH_SCRIPTS])
                 for op in program:
                     if time.monotonic() >= deadline:
                         break

@@ -14,15 +14,18 @@ from collections import defaultdict
 from typing import Callable, Optional, Sequence
 
 from normalise import GROUP_NORMALISERS, same, same_group
-from ops import (Call, Close, Command, Op, Read, Receive, ScanAll, Send, Sleep, Step, Vanish,
-                 cmd)
+from ops import Call, Close, Command, Op, Read, Receive, ScanAll, Send, Sleep, Step, Vanish
 from resp import CLOSED, Conn, NoReply, ProtocolError, Reply, parse
 
 MAX_SAFE_CURSOR = 2**53 - 1   # the largest integer a JavaScript number holds exactly
 MAX_SCAN_ROUNDS = 20000       # a full SCAN of the whole test keyspace takes a few thousand
 CRASH_WAIT_S = 5.0            # how long a closed connection may wait for the proxy to exit
-MESSAGE = cmd("<pub/sub message>")
 NO_ANSWER = ("hang", "closed", "crash")
+
+
+def messages(count: int) -> Command:
+    """What a Receive compares: the messages of one PUBLISH as a group (normalise.py)."""
+    return Command((b"<pub/sub messages>",), replies=count, norm="messages")
 
 
 @dataclasses.dataclass
@@ -191,7 +194,7 @@ class Pair:
         if isinstance(step, Receive):
             got = self.proxy.receive(step.conn, step.count)
             want = self.ref.receive(step.conn, step.count)
-            return self._compare([MESSAGE] * step.count, [[g] for g in got], [[w] for w in want])
+            return self._compare([messages(step.count)], [got], [want])
         if isinstance(step, Sleep):
             time.sleep(step.seconds)
             return None

@@ -15,6 +15,7 @@ import hashlib
 from typing import Callable, Iterator, Sequence
 
 from gen import Gen, Space, as_args
+from normalise import EXACT
 from ops import (MAIN, SECOND, SUBSCRIBER, VANISHING, Call, Close, Command, Op, Read, Receive,
                  ScanAll, Send, Sleep, Step, Vanish, cmd)
 from resp import to_bytes
@@ -413,7 +414,9 @@ def pipeline_op(g: Gen) -> Op:
 
 
 def _queued(command: Command) -> Command:
-    return Command(command.args, replies=command.replies, inline=command.inline)
+    """A command inside MULTI: its reply is +QUEUED, which every normaliser leaves exact; it
+    keeps its norm so that EXEC's per-element normalisers can be recomputed (shrink.py)."""
+    return Command(command.args, norm=command.norm, replies=command.replies, inline=command.inline)
 
 
 def _transaction_body(g: Gen, tag: str, n: int) -> list[Command]:
@@ -435,12 +438,16 @@ def multi_op(g: Gen) -> Op:
     a transaction leaving its slot (the proxy's documented CROSSSLOT)."""
     tag = g.tag()
     variant = g.pick(["exec", "exec", "exec", "discard", "queue-error", "exec-error", "watch",
-                      "conflict", "unwatch", "nested", "crossslot", "no-multi"])
+                      "conflict", "unwatch", "nested", "crossslot", "no-multi", "scripts"])
     if variant == "crossslot":
         return _crossslot_transaction(g, tag)
     if variant == "no-multi":
         return Op("multi", (Call(MAIN, (cmd(g.pick(["EXEC", "DISCARD"])),)),))
-    body = _transaction_body(g, tag, g.count(0, 5000))
+    if variant == "scripts":  # EVAL and EVALSHA of scripts first sent on other masters' keys
+        body = [_script_command(g, tag) if g.chance(0.8) else slot_data(g, tag)
+                for _ in range(g.count(1, 10))]
+    else:
+        body = _transaction_body(g, tag, g.count(0, 5000))
     key = g.key("str", tag)
     refused = (b"MULTI", b"WATCH")  # inside MULTI: an error, but the transaction goes on
     if variant == "queue-error":
@@ -547,25 +554,80 @@ SCRIPTS: tuple = (
 )
 
 
-def _script_body(g: Gen, index: int) -> str:
+def script_body(seed: int, client: int, index: int) -> str:
     """Script bodies name the client (not the epoch): per-client SHAs that stay the same when
     the shrinker renames the keyspace."""
-    return f"-- difftest s{g.seed} c{g.client}\n{SCRIPTS[index][0]}"
+    return f"-- difftest s{seed} c{client}\n{SCRIPTS[index][0]}"
 
 
-def _script_command(g: Gen, tag: str) -> Command:
-    index = g.rng.randrange(len(SCRIPTS))
+def _script_body(g: Gen, index: int) -> str:
+    return script_body(g.seed, g.client, index)
+
+
+def _script_sha(g: Gen, index: int) -> str:
+    return hashlib.sha1(_script_body(g, index).encode()).hexdigest()
+
+
+def _script_command(g: Gen, tag: str, index: int | None = None,
+                    by_sha: bool | None = None) -> Command:
+    """EVAL / EVAL_RO of one of SCRIPTS on keys of `tag`, or EVALSHA / EVALSHA_RO: mostly of a
+    script the stream sent before (in EVAL or SCRIPT LOAD, on keys of any master, inside or
+    outside a transaction, whatever became of it), sometimes of one it never sent (NOSCRIPT).
+
+    A single server caches every script EVAL compiled, so EVALSHA then works on every key; the
+    proxy gives the same answers by remembering the bodies it saw (README "Differences").
+    """
+    if by_sha is None:
+        by_sha = g.chance(0.5 if g.sent_scripts else 0.04)
+    if index is None:
+        sent = sorted(g.sent_scripts)
+        if by_sha and sent and g.chance(0.95):
+            index = g.pick(sent)
+        else:  # also EVALSHA of a script never sent yet: NOSCRIPT (its EVAL may follow)
+            index = g.rng.randrange(len(SCRIPTS))
     _, numkeys, read_only, kind, make_args = SCRIPTS[index]
-    body = _script_body(g, index)
     keys = [g.key(kind, tag) for _ in range(numkeys)]
-    sha = hashlib.sha1(body.encode()).hexdigest()
-    ways = [("EVAL", body)] + ([("EVAL_RO", body)] if read_only else [])
-    if index in g.loaded_scripts:
-        # Only after SCRIPT LOAD: that goes to every master, while EVAL caches the script on
-        # the master that ran it (EVALSHA on another master gets NOSCRIPT through the proxy).
-        ways += [("EVALSHA", sha)] + ([("EVALSHA_RO", sha)] if read_only else [])
-    how = g.pick(ways)
-    return cmd(how[0], how[1], numkeys, *keys, *make_args(g))
+    if by_sha:
+        name = "EVALSHA_RO" if read_only and g.chance(0.4) else "EVALSHA"
+        return cmd(name, _script_sha(g, index), numkeys, *keys, *make_args(g))
+    g.sent_scripts.add(index)
+    name = "EVAL_RO" if read_only and g.chance(0.4) else "EVAL"
+    return cmd(name, _script_body(g, index), numkeys, *keys, *make_args(g))
+
+
+def _scripts_everywhere(g: Gen) -> list[Step]:
+    """One script by EVAL (or SCRIPT LOAD) on a key of one master, then by EVALSHA (and
+    EVALSHA_RO when read-only) on keys of every master: pipelined, one by one, or queued in
+    transactions on another master's slot."""
+    index = g.rng.randrange(len(SCRIPTS))
+    first = g.tag_on_master(g.rng.randrange(3))
+    if g.chance(0.2):
+        g.sent_scripts.add(index)
+        start = cmd("SCRIPT", "LOAD", _script_body(g, index))
+    else:
+        start = _script_command(g, first, index=index, by_sha=False)
+    parts = [0, 1, 2]
+    g.rng.shuffle(parts)
+    shas = [_script_command(g, g.tag_on_master(part), index=index, by_sha=True)
+            for part in parts for _ in range(g.rng.randint(1, 2))]
+    steps: list[Step] = [Call(MAIN, (start,))]
+    if g.chance(0.3):  # one server: 1 once EVAL compiled it (the proxy: every master's answer)
+        steps.append(Call(MAIN, (cmd("SCRIPT", "EXISTS", _script_sha(g, index),
+                                     _script_sha(g, g.rng.randrange(len(SCRIPTS)))),)))
+    how = g.pick(["pipeline", "one-by-one", "multi"])
+    if how == "pipeline":
+        steps = [Call(MAIN, (start, *shas))] + steps[1:]
+    elif how == "one-by-one":
+        steps += [Call(MAIN, (c,)) for c in shas]
+    else:  # queued in a transaction on one master's slot (the proxy queues them as EVAL)
+        tag = g.tag_on_master(parts[0])
+        body = [_script_command(g, tag, index=index, by_sha=True)
+                for _ in range(g.rng.randint(1, 3))]
+        if g.chance(0.5):
+            body.insert(g.rng.randint(0, len(body)), slot_data(g, tag))
+        steps.append(Call(MAIN, (cmd("MULTI"), *[_queued(c) for c in body],
+                                 Command((b"EXEC",), inner=tuple(c.norm for c in body)))))
+    return steps
 
 
 def _library(g: Gen, lib: str, version: int) -> str:
@@ -599,22 +661,24 @@ def _function_commands(g: Gen, tag: str) -> list[Command]:
 
 
 def scripting_op(g: Gen) -> Op:
-    """EVAL/EVALSHA (and _RO) on keys of one slot, SCRIPT LOAD/EXISTS, FUNCTION LOAD REPLACE,
-    FCALL/FCALL_RO, FUNCTION DELETE, SCRIPT KILL and FUNCTION KILL (NOTBUSY: no script of ours
-    runs long enough to be killable)."""
+    """EVAL/EVALSHA (and _RO) on keys of one slot each, of any master, SCRIPT LOAD/EXISTS,
+    FUNCTION LOAD REPLACE, FCALL/FCALL_RO, FUNCTION DELETE, SCRIPT KILL and FUNCTION KILL
+    (NOTBUSY: no script of ours runs long enough to be killable; the end-of-run kill check in
+    killcheck.py kills a runaway one)."""
     tag = g.tag()
-    variant = g.pick(["eval", "eval", "load", "functions", "functions", "kill"])
-    if variant == "eval":
-        commands = [_script_command(g, tag) for _ in range(g.count(1, 8))]
-    elif variant == "load":  # before the EVALSHA of later ops
+    variant = g.pick(["eval", "eval", "everywhere", "load", "functions", "functions", "kill"])
+    if variant == "everywhere":
+        return Op("scripting", tuple(_scripts_everywhere(g)))
+    if variant == "eval":  # each command on a key of its own slot, often another master's
+        commands = [_script_command(g, g.tag() if g.chance(0.5) else tag)
+                    for _ in range(g.count(1, 8))]
+    elif variant == "load":
         indexes = [g.rng.randrange(len(SCRIPTS)) for _ in range(g.count(1, 3))]
-        bodies = [_script_body(g, i) for i in indexes]
-        shas = [hashlib.sha1(b.encode()).hexdigest() for b in bodies]
         never = hashlib.sha1(f"never {g.fresh_name('x')}".encode()).hexdigest()
-        commands = [cmd("SCRIPT", "LOAD", b) for b in bodies]
-        g.loaded_scripts.update(indexes)
-        commands.append(cmd("SCRIPT", "EXISTS", *shas, never))
-        commands += [_script_command(g, tag) for _ in range(g.count(0, 3))]
+        commands = [cmd("SCRIPT", "LOAD", _script_body(g, i)) for i in indexes]
+        g.sent_scripts.update(indexes)
+        commands.append(cmd("SCRIPT", "EXISTS", *[_script_sha(g, i) for i in indexes], never))
+        commands += [_script_command(g, g.tag()) for _ in range(g.count(0, 3))]
     elif variant == "functions":
         commands = _function_commands(g, tag)
     else:
@@ -692,68 +756,205 @@ def blocking_op(g: Gen) -> Op:
 
 
 class _Subscriptions:
-    """What the subscriber connection is subscribed to, to know how many replies and
-    messages each step produces."""
+    """What the subscriber connection is subscribed to after the commands generated so far, as
+    one Redis has it: to know how many replies each command produces and how many messages a
+    PUBLISH delivers."""
 
     def __init__(self) -> None:
-        self.channels: list[str] = []
-        self.patterns: list[str] = []
-        self.shard: list[str] = []
+        self.channels: set[str] = set()
+        self.patterns: set[str] = set()
+        self.shard: set[str] = set()
+
+    def subscribed(self) -> bool:
+        return bool(self.channels or self.patterns or self.shard)
 
     def receivers(self, channel: str) -> int:
         """PUBLISH's count: the channel subscription plus every matching pattern (generated
-        patterns use only * and ?, where fnmatch and Redis's glob agree)."""
-        return (channel in self.channels) + sum(fnmatch.fnmatchcase(channel, p) for p in self.patterns)
+        patterns use only *, ? and [..], where fnmatch and Redis's glob agree)."""
+        return (channel in self.channels) + sum(fnmatch.fnmatchcase(channel, p)
+                                                for p in self.patterns)
+
+    def command(self, name: str, *names: str) -> Command:
+        """A subscriber command, its reply count from the state, which it then updates.
+        (P|S)UNSUBSCRIBE without arguments answer one frame per subscription dropped (in the
+        server's hash order: compared as a multiset of channels with the counts in order), or
+        one frame with a nil channel when there was none. Redis stays in subscribed mode while
+        any of the three kinds is left, which only decides what PING and data commands answer,
+        not how many replies they give."""
+        upper = name.upper()
+        if upper == "RESET":
+            self.channels, self.patterns, self.shard = set(), set(), set()
+            return cmd(name)
+        current = {"SUBSCRIBE": self.channels, "UNSUBSCRIBE": self.channels,
+                   "PSUBSCRIBE": self.patterns, "PUNSUBSCRIBE": self.patterns,
+                   "SSUBSCRIBE": self.shard, "SUNSUBSCRIBE": self.shard}.get(upper)
+        if current is None:  # PING, a data command: one reply whatever the mode
+            return cmd(name, *names)
+        if upper.endswith("UNSUBSCRIBE"):
+            if not names:
+                replies = max(1, len(current))
+                current.clear()
+                return cmd(name, replies=replies, norm="unsubscribed" if replies > 1 else EXACT)
+            current.difference_update(names)
+            return cmd(name, *names, replies=len(names))
+        if not names:  # wrong number of arguments: one error
+            return cmd(name)
+        current.update(names)
+        return cmd(name, *names, replies=len(names))
+
+
+class _PubSubNames:
+    """The channels, patterns and shard channels of one pub/sub op. After a RESET the op moves
+    on to new names: the proxy closes the reset subscriber's node connections afterwards, and a
+    node that has not yet seen that close still counts those subscriptions in PUBLISH's reply."""
+
+    def __init__(self, g: Gen) -> None:
+        self.g = g
+        self.op_name = g.fresh_name("p")
+        self.generation = 0
+        self.channel_count = g.rng.randint(1, 4)
+        # Shard channels on every master (a tag in each third of the slots), a few per tag.
+        self.shard_tags = [g.tag_on_master(part) for part in range(3)]
+        self.shard_per_tag = g.rng.randint(1, 3)
+
+    @property
+    def prefix(self) -> str:
+        return self.op_name if self.generation == 0 else f"{self.op_name}r{self.generation}"
+
+    def renew(self) -> None:
+        self.generation += 1
+
+    def channels(self) -> list[str]:
+        return [self.g.space.channel(f"{self.prefix}:{i}") for i in range(self.channel_count)]
+
+    def unused_channel(self) -> str:
+        return self.g.space.channel(f"{self.prefix}:none")
+
+    def pattern(self) -> str:
+        return self.g.space.channel(f"{self.prefix}:" + self.g.pick(["*", "?", "1*", "[02]", "x*"]))
+
+    def shard_channels(self, tag: str) -> list[str]:
+        return [self.g.space.key(tag, f"{self.prefix}:s{i}") for i in range(self.shard_per_tag)]
+
+    def all_shard_channels(self) -> list[str]:
+        return [c for tag in self.shard_tags for c in self.shard_channels(tag)]
+
+
+def _some(g: Gen, items: Sequence[str], most: int) -> list[str]:
+    """1 to `most` of `items`, in random order, sometimes with a repeat."""
+    picked = g.rng.sample(list(items), min(len(items), g.rng.randint(1, most)))
+    if g.chance(0.15):
+        picked.append(g.pick(picked))
+    return picked
+
+
+def _subscriber_command(g: Gen, subs: _Subscriptions, names: _PubSubNames) -> Command:
+    tag = g.pick(names.shard_tags)
+    held = lambda current: sorted(current) or names.channels()  # noqa: E731
+    return g.run_one([
+        lambda: subs.command("SUBSCRIBE", *_some(g, names.channels(), 3)),
+        lambda: subs.command("SUBSCRIBE", *_some(g, names.channels(), 3)),
+        lambda: subs.command("PSUBSCRIBE", *[names.pattern() for _ in range(g.rng.randint(1, 2))]),
+        lambda: subs.command("SSUBSCRIBE", *_some(g, names.shard_channels(tag), 3)),
+        lambda: subs.command("SSUBSCRIBE", *_some(g, names.shard_channels(tag), 3)),
+        lambda: subs.command("UNSUBSCRIBE", *_some(g, held(subs.channels), 2)),
+        lambda: subs.command("UNSUBSCRIBE"),
+        lambda: subs.command("PUNSUBSCRIBE",
+                             *g.pick([[], sorted(subs.patterns)[:1] or [names.pattern()]])),
+        lambda: subs.command("SUNSUBSCRIBE", *_some(g, names.shard_channels(tag), 2)),
+        lambda: subs.command("SUNSUBSCRIBE"),
+        lambda: subs.command(g.pick(["PING", "ping"]), *g.pick([[], [g.value()]])),
+        lambda: _normal_command(g),
+        lambda: subs.command(g.pick(["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"])),  # arity error
+        lambda: subs.command("RESET") if g.chance(0.3) else subs.command("PING"),
+    ])
+
+
+def _normal_command(g: Gen) -> Command:
+    """A command that is refused in subscribed mode and runs normally otherwise."""
+    tag = g.tag()
+    return g.run_one([
+        lambda: cmd("GET", g.key("str", tag)),
+        lambda: cmd("INCR", g.space.key(tag, "psub-n")),
+        lambda: cmd("ECHO", g.value()),
+        lambda: cmd("EXISTS", g.key("str", tag), g.key("str", tag)),
+    ])
+
+
+def _publish(g: Gen, subs: _Subscriptions, names: _PubSubNames) -> list[Step]:
+    """One PUBLISH or SPUBLISH from the main connection, then the messages it delivered are
+    read on the subscriber before anything else is sent there (a message relayed by the proxy
+    must not race the subscriber's next reply)."""
+    if g.chance(0.65):
+        channel = g.pick(names.channels() + [names.unused_channel()])
+        publish, count = cmd("PUBLISH", channel, g.value()), subs.receivers(channel)
+    else:
+        channel = g.pick(names.all_shard_channels())
+        publish, count = cmd("SPUBLISH", channel, g.value()), int(channel in subs.shard)
+    return [Call(MAIN, (publish,))] + ([Receive(SUBSCRIBER, count)] if count else [])
 
 
 def pubsub_op(g: Gen) -> Op:
-    """SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE on connection 2, PUBLISH / SPUBLISH from the main
-    connection once the subscriptions are confirmed, the message sequence compared, then the
-    UNSUBSCRIBE variants (or a close)."""
-    op_name = g.fresh_name("p")
-    channels = [g.space.channel(f"{op_name}:{i}") for i in range(g.count(1, 4))]
-    tag = g.tag()
-    shard = [g.space.key(tag, f"{op_name}:s{i}") for i in range(g.count(1, 3))]
+    """The subscriber (connection 2) sends pipelines of SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE (shard
+    channels on every master), their unsubscribes with and without arguments, PING, a data
+    command (refused while subscribed, run normally right after the last unsubscribe) and
+    RESET; between pipelines the main connection publishes and the messages are compared. It
+    ends unsubscribed: everything unsubscribed in one pipeline with a command right behind,
+    RESET, or a close."""
+    names = _PubSubNames(g)
     subs = _Subscriptions()
-    steps: list[Step] = [Call(SUBSCRIBER, (cmd("SUBSCRIBE", *channels, replies=len(channels)),))]
-    subs.channels += channels
-    if g.chance(0.6):
-        pattern = g.space.channel(f"{op_name}:" + g.pick(["*", "?", "1*"]))
-        steps.append(Call(SUBSCRIBER, (cmd("PSUBSCRIBE", pattern),)))
-        subs.patterns.append(pattern)
-    if g.chance(0.5):
-        steps.append(Call(SUBSCRIBER, (cmd("SSUBSCRIBE", *shard, replies=len(shard)),)))
-        subs.shard += shard
-    steps.append(Call(SUBSCRIBER, (g.pick([cmd("PING"), cmd("PING", "hi"), cmd("GET", "x")]),)))
-    for _ in range(g.count(1, 6)):
-        if g.chance(0.7):
-            channel = g.pick(channels + [g.space.channel(f"{op_name}:none")])
-            steps.append(Call(MAIN, (cmd("PUBLISH", channel, g.value()),)))
-            count = subs.receivers(channel)
-        else:
-            channel = g.pick(shard)
-            steps.append(Call(MAIN, (cmd("SPUBLISH", channel, g.value()),)))
-            count = int(channel in subs.shard)
-        if count:
-            steps.append(Receive(SUBSCRIBER, count))
-    if g.chance(0.2):
+    steps: list[Step] = []
+    for _ in range(g.rng.randint(1, 5)):
+        pipeline: list[Command] = []
+        for _ in range(g.count(1, 8) if g.chance(0.7) else 1):
+            command = _subscriber_command(g, subs, names)
+            pipeline.append(command)
+            if command.name == "RESET":
+                names.renew()
+            if "UNSUBSCRIBE" in command.name and not subs.subscribed() and g.chance(0.6):
+                pipeline.append(g.pick([cmd("PING"), _normal_command(g)]))  # back in normal mode
+        steps.append(Call(SUBSCRIBER, tuple(pipeline)))
+        for _ in range(g.count(0, 4)):
+            steps += _publish(g, subs, names)
+    ending = g.pick(["unsubscribe", "unsubscribe", "unsubscribe", "reset", "close"])
+    if ending == "close":
         steps.append(Close(SUBSCRIBER))
         return Op("pubsub", tuple(steps))
-    steps += _unsubscribe_all(g, subs)
-    steps.append(Call(SUBSCRIBER, (cmd("PING"),)))  # back in normal mode
+    if ending == "reset":
+        last = [subs.command("RESET")]
+    else:
+        last = _unsubscribe_all(g, subs)
+    last += g.pick([[cmd("PING")], [_normal_command(g)], [cmd("PING"), _normal_command(g)],
+                    [cmd("PING", g.value())]])
+    assert not subs.subscribed()
+    if g.chance(0.8):
+        steps.append(Call(SUBSCRIBER, tuple(last)))
+    else:  # one by one
+        steps += [Call(SUBSCRIBER, (c,)) for c in last]
     return Op("pubsub", tuple(steps))
 
 
-def _unsubscribe_all(g: Gen, subs: _Subscriptions) -> list[Step]:
-    steps: list[Step] = []
-    if g.chance(0.5) and subs.channels:
-        steps.append(Call(SUBSCRIBER, (cmd("UNSUBSCRIBE", subs.channels[0]),)))
-        subs.channels = subs.channels[1:]
-    for name, current in (("UNSUBSCRIBE", subs.channels), ("PUNSUBSCRIBE", subs.patterns),
-                          ("SUNSUBSCRIBE", subs.shard)):
-        # Without arguments: one reply per subscription dropped, or one if there was none.
-        steps.append(Call(SUBSCRIBER, (cmd(name, replies=max(1, len(current)), norm="unsubscribed"),)))
-    return steps
+def _unsubscribe_all(g: Gen, subs: _Subscriptions) -> list[Command]:
+    """The unsubscribes that leave nothing subscribed, in random order: each kind without
+    arguments (also when there is nothing of that kind), or with the exact list held."""
+    kinds = [("UNSUBSCRIBE", subs.channels), ("PUNSUBSCRIBE", subs.patterns),
+             ("SUNSUBSCRIBE", subs.shard)]
+    g.rng.shuffle(kinds)
+    commands: list[Command] = []
+    for name, current in kinds:
+        if not current and g.chance(0.5):
+            continue
+        if name == "SUNSUBSCRIBE" and current and g.chance(0.4):
+            # with arguments: one command per slot (several slots in one is CROSSSLOT)
+            by_tag: dict[str, list[str]] = {}
+            for channel in sorted(current):
+                by_tag.setdefault(channel[channel.index("{"):channel.index("}")], []).append(channel)
+            commands += [subs.command(name, *channels) for channels in by_tag.values()]
+        elif name != "SUNSUBSCRIBE" and current and g.chance(0.3):
+            commands.append(subs.command(name, *sorted(current)))
+        else:
+            commands.append(subs.command(name))
+    return commands
 
 
 # ---- SCAN ---------------------------------------------------------------------------------------

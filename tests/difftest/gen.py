@@ -11,7 +11,10 @@ shrinker replays the stream under another epoch (a fresh keyspace): it renames t
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import random
+import string
 from typing import Any, Callable, Sequence, TypeVar
 
 from integration_harness import harness
@@ -34,6 +37,22 @@ SIZE_EDGES = (0, 1, 2, 63, 64, 65, 255, 256, 257, 1023, 1024, 1025, 4095, 4096, 
 BIG_SIZE_EDGES = (1 << 20, (1 << 20) - 1, (1 << 20) + 1, 2 << 20, (4 << 20) - 1, 4 << 20,
                   (4 << 20) + 1, 6 << 20)
 INT_EDGES = (0, 1, -1, 2**31 - 1, -2**31, 2**32, 2**53, 2**53 + 1, 2**63 - 1, -2**63)
+# The slot ranges of the three masters `redis-cli --cluster create` makes (0-5460, 5461-10922,
+# 10923-16383): a tag in each part reaches each master of the test cluster.
+MASTER_PARTS = ((0, 5460), (5461, 10922), (10923, 16383))
+
+
+@functools.lru_cache(maxsize=None)
+def tag_for_slot(slot: int) -> str:
+    """The shortest tag (letters and digits) whose {tag} hashes to `slot`: found by search,
+    bounded by the candidates of up to 4 characters (every slot has one of 3 or fewer)."""
+    alphabet = string.ascii_letters + string.digits
+    for length in range(1, 5):
+        for chars in itertools.product(alphabet, repeat=length):
+            tag = "".join(chars)
+            if harness.key_slot(f"{{{tag}}}") == slot:
+                return tag
+    raise ValueError(f"no tag of up to 4 characters for slot {slot}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +96,9 @@ class Gen:
         self.tags = [f"t{self.rng.getrandbits(32):x}" for _ in range(TAGS_PER_CLIENT)]
         self._fresh = 0
         self.stream_ids: dict[str, list[int]] = {}  # stream key -> [ms, seq] of its last XADD
-        self.loaded_scripts: set[int] = set()  # scripts this stream sent SCRIPT LOAD for
+        # Scripts (indexes into families.SCRIPTS) this stream sent in EVAL, EVAL_RO or SCRIPT
+        # LOAD, whatever became of them: EVALSHA is mostly generated for these.
+        self.sent_scripts: set[int] = set()
 
     # ---- choices ---------------------------------------------------------------------------
 
@@ -154,6 +175,12 @@ class Gen:
         slot = harness.key_slot(f"{{{tag}}}")
         others = [t for t in self.tags if harness.key_slot(f"{{{t}}}") != slot]
         return self.pick(others)
+
+    def tag_on_master(self, part: int) -> str:
+        """A tag of this client's whose slot lies in MASTER_PARTS[part] (any tag if none does)."""
+        lo, hi = MASTER_PARTS[part]
+        tags = [t for t in self.tags if lo <= harness.key_slot(f"{{{t}}}") <= hi]
+        return self.pick(tags or self.tags)
 
     def key(self, kind: str, tag: str | None = None) -> str:
         """One of the reused keys of a kind (str, int, hash, list, set, zset, stream, ...)."""

@@ -110,15 +110,27 @@ NORMALISERS: dict[str, Callable[[Any], Any]] = {
 
 def _unsubscribed(values: list[Any]) -> Any:
     """(P|S)UNSUBSCRIBE without arguments: one reply per subscription dropped, in the order of
-    the server's hash table. The channels as a set, the remaining-counts in order."""
+    the server's hash table (through the proxy, SUNSUBSCRIBE's frames come from every master as
+    they arrive). The channels as a multiset, the remaining-counts as a sequence."""
     if not all(isinstance(v, list) and len(v) == 3 for v in values):
         return values
     return sorted(unparse(v[:2]) for v in values), [v[2] for v in values]
 
 
+def _messages(values: list[Any]) -> Any:
+    """The messages one PUBLISH delivered to one subscriber: the channel's own message first,
+    exact and in order; then one pmessage per matching pattern, in the order the server walks
+    its table of every client's patterns (hash order): compared as a multiset."""
+    def is_pmessage(v: Any) -> bool:
+        return isinstance(v, list) and len(v) == 4 and v[0] == b"pmessage"
+    return ([v for v in values if not is_pmessage(v)],
+            sorted(unparse(v) for v in values if is_pmessage(v)))
+
+
 # Normalisers of all the replies of one command together (commands with several replies).
 GROUP_NORMALISERS: dict[str, Callable[[list[Any]], Any]] = {
     "unsubscribed": _unsubscribed,
+    "messages": _messages,
 }
 
 

@@ -6,6 +6,8 @@ process, and the solo phase that compares whole keyspaces at the end.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import random
 import threading
 import time
 import traceback
@@ -14,9 +16,10 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from execute import Failure, Pair
-from families import SOLO_FAMILY, stream
+from families import SCRIPTS, SOLO_FAMILY, script_body, stream
+from gen import tag_for_slot
 from integration_harness import harness
-from ops import MAIN, Call, Command, ScanAll, cmd
+from ops import MAIN, Call, Command, ScanAll, Step, cmd
 from resp import parse
 
 MAX_OPS_PER_CLIENT = 5_000_000  # a count bound on top of the time bound
@@ -26,6 +29,7 @@ DRAIN_GRACE_S = 90.0  # after the deadline, an op in flight may still take this 
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
                      "runtime error:")
 SOLO_CHUNK = 1000
+SOLO_SCRIPT_SLOTS = (0, 6000, 12000)  # one slot of each master of the 3-master cluster
 FATAL_KINDS = ("crash", "rss", "exit")  # the proxy itself is gone or over its bounds
 
 # What the solo phase reads back from each key, per TYPE.
@@ -58,10 +62,20 @@ class Settings:
         return self.request_timeout + self.grace
 
 
+START_ATTEMPTS = 3  # a reserved port taken by another process before the proxy bound it
+
+
 def start_proxy(cluster: harness.RedisCluster, binary: Path, request_timeout: float,
                 threads: int) -> harness.Proxy:
-    return harness.Proxy(cluster, binary=binary, threads=threads,
-                         extra_args=[f"--request-timeout={int(request_timeout * 1000)}ms"]).start()
+    for attempt in range(START_ATTEMPTS):
+        try:
+            return harness.Proxy(cluster, binary=binary, threads=threads,
+                                 extra_args=[f"--request-timeout={int(request_timeout * 1000)}ms"]
+                                 ).start()
+        except harness.ProxyExited as e:
+            if "cannot listen" not in e.output or attempt + 1 == START_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 def uses_asan(pid: int) -> bool:
@@ -227,11 +241,46 @@ class Run:
         failure = self._check_randomkey(pair, bool(keys))
         if failure is not None:
             return failure
+        for step in self._script_flush_steps():
+            failure = pair.run_step(step)
+            self.stats.count(SOLO_FAMILY, len(step.commands))
+            if failure is not None:
+                return failure
         for command in (cmd("FLUSHALL"), cmd("DBSIZE")):
             failure = pair.run_step(Call(MAIN, (command,)))
             if failure is not None:
                 return failure
         return None
+
+    def _script_flush_steps(self) -> list[Step]:
+        """SCRIPT FLUSH, which only the solo phase may send (it empties every client's scripts):
+        a script by EVAL on one master and EVALSHA on the others, then SCRIPT FLUSH (plain, SYNC
+        or ASYNC); after it EVALSHA must be NOSCRIPT on every master, inside MULTI too (the
+        proxy must forget the bodies it remembered), for the streams' scripts as well, until
+        an EVAL sends the body again."""
+        rng = random.Random(f"difftest:{self.settings.seed}:solo-scripts")
+        body = f"-- difftest solo s{self.settings.seed}\nreturn redis.call('exists', KEYS[1])"
+        sha = hashlib.sha1(body.encode()).hexdigest()
+        keys = [f"dt:solo:{{{tag_for_slot(slot)}}}:k" for slot in SOLO_SCRIPT_SLOTS]
+        rng.shuffle(keys)
+        index = rng.randrange(len(SCRIPTS))  # a stream script some client may have sent
+        streams_sha = hashlib.sha1(script_body(self.settings.seed, 0, index).encode()).hexdigest()
+        by_sha = lambda name, key: cmd(name, sha, 1, key)  # noqa: E731
+        return [
+            Call(MAIN, (cmd("EVAL", body, 1, keys[0]), by_sha("EVALSHA", keys[1]),
+                        by_sha("EVALSHA_RO", keys[2]))),
+            Call(MAIN, (cmd("SCRIPT", "EXISTS", sha),)),  # now on every master
+            Call(MAIN, (cmd("SCRIPT", "FLUSH", *rng.choice([[], ["SYNC"], ["ASYNC"]])),)),
+            Call(MAIN, (by_sha("EVALSHA", keys[0]), by_sha("EVALSHA", keys[1]),
+                        by_sha("EVALSHA_RO", keys[2]),
+                        cmd("EVALSHA", streams_sha, SCRIPTS[index][1], *keys[:1] * SCRIPTS[index][1]))),
+            Call(MAIN, (cmd("MULTI"), by_sha(rng.choice(["EVALSHA", "EVALSHA_RO"]), keys[1]),
+                        cmd("EXEC"))),
+            Call(MAIN, (cmd("SCRIPT", "EXISTS", sha, streams_sha),)),
+            Call(MAIN, (cmd("EVAL_RO", body, 1, keys[2]), by_sha("EVALSHA", keys[0]),
+                        by_sha("EVALSHA_RO", keys[1]))),
+            Call(MAIN, (cmd("SCRIPT", "EXISTS", sha),)),
+        ]
 
     def _compare_keys(self, pair: Pair, keys: list[bytes]) -> Optional[Failure]:
         types = [cmd("TYPE", k) for k in keys]

@@ -16,7 +16,8 @@ import time
 from typing import Callable, Optional, Sequence, TypeVar
 
 from execute import Failure
-from ops import Call, Command, Op, Send, Step, cmd
+from normalise import EXACT
+from ops import Call, Close, Command, Op, Send, Step, Vanish, cmd
 
 T = TypeVar("T")
 
@@ -129,6 +130,7 @@ class Shrinker:
 
     def fails(self, program: list[Op]) -> bool:
         self._trials += 1
+        program = realign_exec(program)
         for _ in range(self._attempts):
             failure = self._run_trial(program)
             if failure is not None and failure.signature() == self._signature:
@@ -148,7 +150,8 @@ class Shrinker:
         # The report shows what the final program does, and whether it still fails by itself.
         self.last_failure = None
         reproduces = self.fails(program)
-        return Shrunk(program, self.last_failure if reproduces else None, self._trials)
+        return Shrunk(realign_exec(program), self.last_failure if reproduces else None,
+                      self._trials)
 
     def _shrink_steps(self, program: list[Op]) -> list[Op]:
         units = [(i, step) for i, op in enumerate(program) for step in op.steps]
@@ -216,6 +219,50 @@ class Shrinker:
                     program = with_units(self._reduce(
                         units, lambda u: self.fails(with_units(u)), keep_last=False))
         return program
+
+
+_NOT_QUEUED = (b"MULTI", b"WATCH", b"EXEC", b"DISCARD")  # inside MULTI: no element of EXEC
+
+
+def realign_exec(program: list[Op]) -> list[Op]:
+    """EXEC compares element i of its array by the normaliser of the i-th command queued since
+    MULTI on its connection (Command.inner). Once ops, steps or queued commands were dropped,
+    inner is recomputed from the commands still queued (queued commands keep their norm), so
+    that an element is not compared by another command's normaliser. Generated programs are
+    returned unchanged."""
+    queued: dict[int, Optional[list[str]]] = {}
+    out: list[Op] = []
+    for op in program:
+        steps: list[Step] = []
+        for step in op.steps:
+            if isinstance(step, (Close, Vanish)):
+                queued.pop(step.conn, None)
+            elif isinstance(step, (Call, Send)):
+                commands = []
+                for command in step.commands:
+                    name = command.args[0].upper() if command.args else b""
+                    current = queued.get(step.conn)
+                    if current is None:
+                        if name == b"MULTI":
+                            queued[step.conn] = []
+                    elif name == b"EXEC":
+                        if _effective(command.inner) != _effective(current):
+                            command = dataclasses.replace(command, inner=_effective(current))
+                        queued[step.conn] = None
+                    elif name == b"DISCARD":
+                        queued[step.conn] = None
+                    elif name not in _NOT_QUEUED:
+                        current.append(command.norm)
+                    commands.append(command)
+                step = dataclasses.replace(step, commands=tuple(commands))
+            steps.append(step)
+        out.append(dataclasses.replace(op, steps=tuple(steps)))
+    return out
+
+
+def _effective(inner: Sequence[str]) -> tuple[str, ...]:
+    """Per-element normalisers that are all exact are no normalisers at all."""
+    return tuple(inner) if any(n != EXACT for n in inner) else ()
 
 
 def _replace_step(program: list[Op], i: int, j: int, step: Step) -> list[Op]:

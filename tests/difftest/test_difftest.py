@@ -7,6 +7,8 @@ Run: cd tests/difftest && /usr/bin/python3 -m unittest -v test_difftest
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import socket
 import threading
 import time
@@ -14,13 +16,14 @@ import unittest
 from typing import Callable, Optional
 
 from execute import Failure, Pair
-from families import CROSSSLOT, FAMILIES, take
-from gen import Space
+from families import CROSSSLOT, FAMILIES, SCRIPTS, script_body, take
+from gen import MASTER_PARTS, Space, tag_for_slot
 from integration_harness import harness
+from killcheck import kill_check
 from normalise import same, same_group
-from ops import Call, Command, Op, cli_arg, cmd
+from ops import SUBSCRIBER, Call, Close, Command, Op, Receive, cli_arg, cmd
 from resp import CLOSED, HANG, Conn, ProtocolError, encode, frame_end, parse
-from shrink import Budget, Shrinker, ddmin, shortest_prefix
+from shrink import Budget, Shrinker, ddmin, realign_exec, shortest_prefix
 
 REPLIES = [b"+OK\r\n", b"-ERR no\r\n", b":-42\r\n", b"$-1\r\n", b"*-1\r\n", b"$0\r\n\r\n",
            b"$4\r\na\r\nb\r\n", b"*3\r\n:1\r\n*2\r\n$1\r\nx\r\n*0\r\n$-1\r\n", b"*0\r\n"]
@@ -188,6 +191,19 @@ class NormaliseTest(unittest.TestCase):
                                     [reply(b"a", 0), reply(b"b", 1)]))
 
 
+    def test_messages_of_one_publish_keep_the_channel_message_first_and_pmessages_as_a_set(self) -> None:
+        message = b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n"
+
+        def pmessage(pattern: bytes) -> bytes:
+            return b"*4\r\n$8\r\npmessage\r\n$%d\r\n%s\r\n$1\r\nc\r\n$1\r\nm\r\n" % (
+                len(pattern), pattern)
+        self.assertTrue(same_group("messages", [message, pmessage(b"*"), pmessage(b"?")],
+                                   [message, pmessage(b"?"), pmessage(b"*")]))
+        self.assertFalse(same_group("messages", [message, pmessage(b"*"), pmessage(b"*")],
+                                    [message, pmessage(b"?"), pmessage(b"*")]))
+        self.assertFalse(same_group("messages", [message, message], [message, pmessage(b"*")]))
+
+
 class CompareTest(unittest.TestCase):
     """The failure kinds of a comparison (no connection is made)."""
 
@@ -248,14 +264,107 @@ class GenerationTest(unittest.TestCase):
                          if a.startswith(prefix) and c.args[0] != b"FUNCTION"}
                 self.assertLessEqual(len(slots), 1, step)
 
-    def test_evalsha_only_after_script_load(self) -> None:
-        loaded = False
-        for op in take(5, 1, ("scripting",), 300):
+    def test_evalsha_follows_an_eval_of_the_body_on_keys_of_every_master(self) -> None:
+        """EVALSHA is mostly of a script the stream sent before (EVAL, EVAL_RO, SCRIPT LOAD),
+        on keys of all three masters, inside transactions too; rarely of one never sent."""
+        seed = 5
+        for client in range(2):
+            shas = {hashlib.sha1(script_body(seed, client, i).encode()).hexdigest().encode(): i
+                    for i in range(len(SCRIPTS))}
+            sent: set[int] = set()
+            after_eval, before_eval, parts, in_multi = 0, 0, set(), 0
+            for op in take(seed, client, ("scripting", "multi"), 400):
+                for step in op.steps:
+                    commands = getattr(step, "commands", ())
+                    multi = any(c.args[0] == b"MULTI" for c in commands)
+                    for c in commands:
+                        if c.args[0] in (b"EVAL", b"EVAL_RO"):
+                            sent.update(i for sha, i in shas.items()
+                                        if hashlib.sha1(c.args[1]).hexdigest().encode() == sha)
+                        elif c.args[:2] == (b"SCRIPT", b"LOAD"):
+                            sent.add(shas[hashlib.sha1(c.args[2]).hexdigest().encode()])
+                        elif c.args[0] in (b"EVALSHA", b"EVALSHA_RO"):
+                            index = shas[c.args[1]]
+                            if c.args[0] == b"EVALSHA_RO":
+                                self.assertTrue(SCRIPTS[index][2], "EVALSHA_RO of a write script")
+                            if index in sent:
+                                after_eval += 1
+                            else:
+                                before_eval += 1
+                            in_multi += multi
+                            for key in c.args[3:3 + int(c.args[2])]:
+                                slot = harness.key_slot(key)
+                                parts.update(i for i, (lo, hi) in enumerate(MASTER_PARTS)
+                                             if lo <= slot <= hi)
+            self.assertGreater(after_eval, 20 * max(1, before_eval), client)
+            self.assertEqual(parts, {0, 1, 2}, client)
+            self.assertGreater(in_multi, 5, client)
+
+    def test_tag_for_slot(self) -> None:
+        for slot in (0, 6000, 12000, 16383):
+            self.assertEqual(harness.key_slot(f"{{{tag_for_slot(slot)}}}"), slot)
+
+    def test_pubsub_reply_counts_follow_redis_and_every_op_ends_unsubscribed(self) -> None:
+        """An independent model of one Redis's subscriptions: every subscriber command carries
+        the number of replies Redis gives, every Receive the number of messages the PUBLISH
+        before it delivers, and each op leaves the connection unsubscribed (or closed)."""
+        seen: set[str] = set()
+        multi_command, shard_parts = 0, set()
+        for op in take(9, 3, ("pubsub",), 300):
+            channels: set[bytes] = set()
+            patterns: set[bytes] = set()
+            shard: set[bytes] = set()
+            expect_messages = 0
             for step in op.steps:
-                for c in getattr(step, "commands", ()):
-                    loaded = loaded or c.args[:2] == (b"SCRIPT", b"LOAD")
-                    if c.args[0] in (b"EVALSHA", b"EVALSHA_RO"):
-                        self.assertTrue(loaded)
+                if isinstance(step, Receive):
+                    self.assertEqual(step.count, expect_messages)
+                    expect_messages = 0
+                    continue
+                self.assertEqual(expect_messages, 0, "a PUBLISH's messages were not read")
+                if isinstance(step, Close):
+                    channels, patterns, shard = set(), set(), set()
+                    continue
+                if step.conn != SUBSCRIBER:
+                    [publish] = step.commands
+                    channel = publish.args[1]
+                    if publish.args[0] == b"PUBLISH":
+                        expect_messages = (channel in channels) + sum(
+                            fnmatch.fnmatchcase(channel.decode(), p.decode()) for p in patterns)
+                    else:
+                        expect_messages = int(channel in shard)
+                    continue
+                multi_command += len(step.commands) > 1
+                for c in step.commands:
+                    name, names = c.name, set(c.args[1:])
+                    seen.add(name)
+                    held = {"SUBSCRIBE": channels, "UNSUBSCRIBE": channels,
+                            "PSUBSCRIBE": patterns, "PUNSUBSCRIBE": patterns,
+                            "SSUBSCRIBE": shard, "SUNSUBSCRIBE": shard}.get(name)
+                    if name == "RESET":
+                        channels.clear(), patterns.clear(), shard.clear()
+                        want = 1
+                    elif held is None or (name.endswith("SUBSCRIBE") and not names
+                                          and "UNSUB" not in name):
+                        want = 1
+                    elif "UNSUB" in name and not names:
+                        want = max(1, len(held))
+                        self.assertEqual(c.norm, "unsubscribed" if want > 1 else "exact")
+                        held.clear()
+                    else:
+                        want = len(c.args) - 1
+                        (held.difference_update if "UNSUB" in name else held.update)(names)
+                    self.assertEqual(c.replies, want, c)
+                    if name in ("SSUBSCRIBE", "SUNSUBSCRIBE") and names:
+                        slots = {harness.key_slot(n) for n in names}
+                        self.assertEqual(len(slots), 1, c)  # several slots: CROSSSLOT
+                        slot = slots.pop()
+                        shard_parts.update(i for i, (lo, hi) in enumerate(MASTER_PARTS)
+                                           if lo <= slot <= hi)
+            self.assertFalse(channels or patterns or shard, f"op ends subscribed: {op}")
+        self.assertGreaterEqual(seen, {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE",
+                                       "PUNSUBSCRIBE", "SUNSUBSCRIBE", "PING", "RESET", "GET"})
+        self.assertEqual(shard_parts, {0, 1, 2})
+        self.assertGreater(multi_command, 100)
 
 
 class ShrinkTest(unittest.TestCase):
@@ -315,9 +424,120 @@ class ShrinkTest(unittest.TestCase):
         self.assertEqual([c.args[0] for c in step.commands],
                          [b"MULTI"] + [b"PING"] * 254 + [b"EXEC"])
 
+    def test_exec_normalisers_follow_the_commands_still_queued(self) -> None:
+        ops = take(13, 2, ("multi", "scripting", "pubsub", "blocking", "vanish"), 300)
+        self.assertEqual(realign_exec(ops), ops)  # generated programs are left alone
+        multi, smembers, get = cmd("MULTI"), cmd("SMEMBERS", "{t}s", norm="sorted"), cmd("GET", "{t}k")
+        exec_ = Command((b"EXEC",), inner=("exact", "sorted"))
+        program = [Op("multi", (Call(0, (multi, smembers, exec_)),))]  # the GET was dropped
+        [[step]] = [op.steps for op in realign_exec(program)]
+        self.assertEqual(step.commands[-1].inner, ("sorted",))
+        one_by_one = [Op("multi", (Call(0, (multi,)), Call(0, (get,)), Call(0, (exec_,))))]
+        [steps] = [op.steps for op in realign_exec(one_by_one)]
+        self.assertEqual(steps[-1].commands[-1].inner, ())
+
     def test_a_program_that_does_not_fail_is_not_shrunk(self) -> None:
         program = [Op("strings", (Call(0, (cmd("PING"),)),))]
         self.assertIsNone(Shrinker(lambda p: None, ("no-answer",), Budget(10, 10)).shrink(program))
+
+
+class FakeKillProxy:
+    """Many connections, one shared state: EVAL / FCALL_RO of the runaway call is answered
+    only once a KILL arrived that said +OK; the first `notbusy` KILLs after it say NOTBUSY. SET/GET/DEL
+    and FUNCTION LOAD/DELETE answer as Redis does. `killed_reply` is what the runaway gets."""
+
+    def __init__(self, notbusy: int, killed_reply: bytes) -> None:
+        self._ports = harness.free_port_block(1, bus=False)
+        self.port = self._ports.ports[0]
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._lock = threading.Lock()
+        self._runaway: Optional[socket.socket] = None
+        self._notbusy = notbusy
+        self._killed_reply = killed_reply
+        self._values: dict[bytes, bytes] = {}
+        self._kills_since_start = 0
+        self.kills = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket, args: list) -> Optional[bytes]:
+        name = args[0].upper()
+        with self._lock:
+            if name in (b"EVAL", b"FCALL_RO"):
+                self._runaway, self._kills_since_start = conn, 0
+                return None
+            if name in (b"SCRIPT", b"FUNCTION") and args[1].upper() == b"KILL":
+                self.kills += 1
+                self._kills_since_start += 1
+                if self._runaway is None or self._kills_since_start <= self._notbusy:
+                    return b"-NOTBUSY No scripts in execution right now.\r\n"
+                self._runaway.sendall(self._killed_reply)
+                self._runaway = None
+                return b"+OK\r\n"
+            if name == b"FUNCTION" and args[1].upper() == b"LOAD":
+                lib = args[-1].split(b"name=")[1].split(b"\n")[0]
+                return b"$%d\r\n%s\r\n" % (len(lib), lib)
+            if name == b"SET":
+                self._values[args[1]] = args[2]
+                return b"+OK\r\n"
+            if name == b"GET":
+                v = self._values.get(args[1])
+                return b"$-1\r\n" if v is None else b"$%d\r\n%s\r\n" % (len(v), v)
+            if name == b"DEL":
+                return b":%d\r\n" % (self._values.pop(args[1], None) is not None)
+            return b"+OK\r\n"
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                try:
+                    chunk = conn.recv(1 << 16)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+                while (end := frame_end(buf)) >= 0:
+                    request, buf = parse(buf[:end]), buf[end:]
+                    answer = self._answer(conn, request)
+                    if answer is not None:
+                        conn.sendall(answer)
+
+    def close(self) -> None:
+        self._listener.close()
+        self._ports.release()
+
+
+class KillCheckTest(unittest.TestCase):
+    KILLED = b"-ERR Script killed by user with SCRIPT KILL... script: x, on @user_script:1.\r\n"
+
+    def fake(self, notbusy: int, killed_reply: bytes) -> FakeKillProxy:
+        server = FakeKillProxy(notbusy, killed_reply)
+        self.addCleanup(server.close)
+        return server
+
+    def test_kills_after_notbusy_and_checks_every_master(self) -> None:
+        server = self.fake(3, self.KILLED)
+        self.assertIsNone(kill_check(server.port, 1, 2.0))
+        self.assertGreaterEqual(server.kills, 8)  # 3 NOTBUSY + OK, for SCRIPT and for FUNCTION
+
+    def test_a_runaway_that_was_not_killed_by_user_fails(self) -> None:
+        server = self.fake(0, b"-ERR something else\r\n")
+        problem = kill_check(server.port, 1, 2.0)
+        self.assertIn("SCRIPT KILL of a runaway EVAL", problem)
+        self.assertIn("killed by user", problem)
+
+    def test_the_proxy_timeout_counts_as_an_answer(self) -> None:
+        server = self.fake(1, b"-ERR slotpilot: request timed out after 5000 ms\r\n")
+        self.assertIsNone(kill_check(server.port, 1, 2.0))
 
 
 class CliLineTest(unittest.TestCase):
